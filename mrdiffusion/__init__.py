@@ -1,0 +1,15 @@
+"""mrdiffusion: multi-resolution diffusion processes on Haar wavelet stacks.
+
+Subpackages and modules:
+
+- :mod:`mrdiffusion.haar` -- the Haar multi-resolution analysis (``project``,
+  ``embed``, ``dwt``, ``idwt``).
+- :mod:`solvers` (a sibling top-level package) -- SDE/ODE schemes and the
+  ``sdeint`` driver.
+"""
+
+__version__ = "0.1.0"
+
+from . import haar  # noqa: E402,F401
+
+__all__ = ["haar", "__version__"]

@@ -1,0 +1,351 @@
+"""Reproducible Brownian paths: a dyadic Lévy construction driven by counter-based noise.
+
+`BrownianPath` is a *function* of time: ``W(t)`` is a deterministic function of
+``(seed, t, sample id, element index)``, so queries may come in any order, at any
+resolution, and increments are consistent under refinement
+(``W(s,u) = W(s,m) + W(m,u)`` to round-off).  This is what strong-error studies
+need: every step size sees the same path.
+
+Construction (Lévy 1939; the Brownian-bridge / "virtual tree" idea of diffrax's
+``VirtualBrownianTree`` and torchsde's ``BrownianInterval``):
+
+* root: ``W(t1) ~ N(0, t1 - t0)``, ``W(t0) = 0``;
+* the dyadic node ``(d, k)``, time ``t0 + k 2^-d (t1 - t0)`` with ``k`` odd, is drawn
+  from the Brownian bridge between its two neighbours ``(d, k ± 1)`` (which live at
+  coarser levels): mean ``(W_l + W_r) / 2``, variance ``h / 4`` for a parent
+  interval of length ``h``;
+* the standard normals come from a counter-based hash (splitmix64 + Box–Muller) of
+  ``(seed, d, k)`` and the per-element counter ``sample_id * event_numel + index``:
+  nothing depends on the query order, the batch size or the cache.
+
+With ``levy_area=True`` the tree carries the Gaussian Markov pair
+``X(t) = (W(t), I(t))``, ``I(t) = ∫_{t0}^t W_r dr``, with transition
+``X(t+τ) | X(t) ~ N(A(τ) X(t), Q(τ))``, ``A = [[1, 0], [τ, 1]]``,
+``Q = [[τ, τ²/2], [τ²/2, τ³/3]]``; interior nodes are drawn from its bridge.  Then
+``space_time(s, t)`` returns ``(dW, U)`` with ``U = ∫_s^t (W_u - W_s) du
+= I(t) - I(s) - (t - s) W(s) = h dW / 2 + h H``, ``H`` the space-time Lévy area of
+Foster, Lyons & Oberhauser (2020), "An optimal polynomial approximation of Brownian
+motion".  This ``U`` is torchsde's ``return_U`` quantity and the ``I_(1,0)`` of
+Rößler's SRA schemes.  (The W-marginal is Brownian either way, but the paths drawn
+with and without ``levy_area`` differ.)
+
+Times are rounded to the dyadic grid of depth ``depth`` (default 40 for float64, i.e.
+``2^-40 (t1 - t0)`` ≈ 1e-12, and 26 for other dtypes, below float32 resolution);
+dyadic times like ``k 2^-10`` are hit exactly.  Values are computed and stored in
+float64 and cast to ``dtype`` on return.  Cost: a fresh node is one hash, one
+Box–Muller transform and a few axpys, 1.5-3x a float64 ``torch.randn`` of the same
+shape (small shapes: ~0.1 ms of op overhead).  A query costs at most ``depth`` fresh
+nodes; on a dyadic grid swept left to right, amortised one.  Prefer grids whose steps
+are dyadic fractions of ``t1 - t0`` (e.g. ``t1 = t0 + 2^m h``); a grid like ``k/1000``
+costs ~``depth - log2(1/h)`` fresh nodes per query.  An
+LRU cache of ``cache_size`` nodes bounds memory by the queries made, never by a
+resolution.  Round-off: ``U`` is a difference of O(1) stored values, so its absolute
+error is ~1e-16 (relative ~1e-16 / h^1.5).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import math
+from typing import Callable, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+__all__ = ["BrownianPath", "as_brownian"]
+
+_MASK64 = (1 << 64) - 1
+
+
+def _signed(x: int) -> int:
+    """A 64-bit unsigned integer as the int64 with the same bits."""
+    x &= _MASK64
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+_GAMMA = 0x9E3779B97F4A7C15  # splitmix64 increment (golden ratio)
+_MIX = ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, None))
+_MIX_SIGNED = tuple((s, None if m is None else _signed(m)) for s, m in _MIX)
+
+
+def _mix64_int(x: int) -> int:
+    """splitmix64 finaliser on Python ints (reference for the tensor version, node keys)."""
+    x &= _MASK64
+    for shift, mult in _MIX:
+        x ^= x >> shift
+        if mult is not None:
+            x = (x * mult) & _MASK64
+    return x
+
+
+def _node_key(seed: int, d: int, k: int) -> int:
+    """The int64 key of dyadic node (d, k) of the path with this seed."""
+    return _signed(_mix64_int(_mix64_int(_mix64_int(seed + _GAMMA) + d) + k))
+
+
+def _counter_base(counters: torch.Tensor) -> torch.Tensor:
+    """``counters * GAMMA`` (mod 2^64): precomputed once per path."""
+    return counters.to(torch.int64) * _signed(_GAMMA)
+
+
+def _hash(key: int, base: torch.Tensor) -> torch.Tensor:
+    """splitmix64 output ``mix(key + counter * GAMMA)`` for every counter, as int64 bits.
+
+    torch's ``>>`` on int64 is arithmetic, so the logical shift is emulated with a
+    mask; int64 multiplication wraps modulo 2^64 (two's complement) in practice.
+    """
+    z = base + key
+    tmp = torch.empty_like(z)
+    for shift, mult in _MIX_SIGNED:
+        torch.bitwise_right_shift(z, shift, out=tmp)
+        tmp &= (1 << (64 - shift)) - 1
+        z ^= tmp
+        if mult is not None:
+            z *= mult
+    return z
+
+
+def _normal(key: int, base: torch.Tensor, pair: bool = False):
+    """Standard normals (float64), a deterministic function of ``(key, counter)``.
+
+    One 64-bit hash per element gives two 32-bit uniforms, ``u1 ∈ (0, 1]`` (no
+    ``log 0``) and ``u2 ∈ [0, 1)``; Box–Muller gives ``r cos θ`` and, with ``pair``,
+    the independent ``r sin θ``.  32-bit radii cap ``|z|`` at 6.66 (tail mass 3e-11).
+    """
+    z = _hash(key, base)
+    u1 = ((z >> 32) & 0xFFFFFFFF).to(torch.float64).add_(1.0).mul_(2.0**-32)
+    theta = (z & 0xFFFFFFFF).to(torch.float64).mul_(2.0 * math.pi * 2.0**-32)
+    r = u1.log_().mul_(-2.0).sqrt_()
+    if pair:
+        return r * torch.cos(theta), r.mul_(theta.sin_())
+    return r.mul_(theta.cos_())
+
+
+@functools.lru_cache(maxsize=None)
+def _bridge_coefficients(h1: float, h2: float):
+    """Bridge of ``Y_r = (W_r - W_s, ∫_s^r (W_v - W_s) dv)`` at ``m = s + h1`` given ``Y_u``, ``u = m + h2``.
+
+    ``Y_m | Y_u ~ N(K Y_u, L Lᵀ)`` with ``K = Q(h1) A(h2)ᵀ Q(h)⁻¹`` and
+    ``L Lᵀ = Q(h1) - K A(h2) Q(h1)`` (the Gaussian conditioning of ``(Y_m, Y_u)``, whose
+    cross-covariance is ``Q(h1) A(h2)ᵀ``).  This equals the precision form
+    ``P = Q(h1)⁻¹ + A(h2)ᵀ Q(h2)⁻¹ A(h2)``.  It is computed at unit scale: with
+    ``D = diag(h^½, h^{3/2})``, ``Q(h r) = D Q(r) D`` and ``A(h ρ) = D A(ρ) D⁻¹``, so
+    tiny intervals lose no accuracy.  Returns ``(K, L)`` as nested float tuples.
+    """
+    h, r = h1 + h2, h1 / (h1 + h2)
+
+    q = lambda x: np.array([[x, x * x / 2], [x * x / 2, x**3 / 3]])  # noqa: E731
+    a = np.array([[1.0, 0.0], [1.0 - r, 1.0]])
+    k = q(r) @ a.T @ np.linalg.inv(q(1.0))
+    c = q(r) - k @ a @ q(r)
+    chol = np.linalg.cholesky((c + c.T) / 2)
+    k[np.abs(k) < 1e-14], chol[np.abs(chol) < 1e-14] = 0.0, 0.0  # unit scale: snap round-off zeros
+    scale = np.array([math.sqrt(h), h * math.sqrt(h)])
+    k = scale[:, None] * k / scale[None, :]
+    chol = scale[:, None] * chol
+    return tuple(map(tuple, k.tolist())), tuple(map(tuple, chol.tolist()))
+
+
+class BrownianPath:
+    """A seeded Brownian motion ``W`` on ``[t0, t1]``, ``W(t0) = 0``, of tensor shape ``shape``.
+
+    ``shape = (batch, *event)``.  ``increment(s, t)`` (also ``path(s, t)``) returns
+    ``W(t) - W(s)``; with ``levy_area=True``, ``space_time(s, t)`` returns
+    ``(dW, U)``, ``U = ∫_s^t (W_u - W_s) du``.  See the module docstring for the
+    construction, guarantees and costs.
+
+    Args:
+        shape: ``(batch, *event)``; each sample is an independent path.
+        t0, t1: the interval, ``t0 < t1``.
+        seed: any int; the path is a deterministic function of it.
+        dtype, device: of the returned tensors (computation is float64 on ``device``).
+        levy_area: also track ``∫ W dt`` so that ``space_time`` is available.
+        depth: dyadic depth that times are rounded to (40 for float64, else 26).
+        cache_size: LRU capacity in nodes (≥ ``depth`` keeps sweeps at O(1) per query).
+        sample_ids: ids of the batch rows (default ``arange(batch)``); row ``i`` of any
+            path with the same seed and id is the same Brownian path.
+    """
+
+    def __init__(self, shape: Sequence[int], t0: float, t1: float, *, seed: int = 0,
+                 dtype: torch.dtype = torch.float32, device=None, levy_area: bool = False,
+                 depth: Optional[int] = None, cache_size: int = 128,
+                 sample_ids: Optional[Sequence[int]] = None):
+        self.shape = torch.Size(shape)
+        self.t0, self.t1 = float(t0), float(t1)
+        if not self.t1 > self.t0:
+            raise ValueError(f"BrownianPath needs t0 < t1, got t0={self.t0}, t1={self.t1}.")
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be floating point, got {dtype}.")
+        self.seed, self.dtype, self.levy_area = int(seed), dtype, bool(levy_area)
+        self.has_levy_area = self.levy_area  # the flag `as_brownian` objects share
+        self.device = torch.device("cpu") if device is None else torch.device(device)
+        self.depth = int(depth) if depth is not None else (40 if dtype == torch.float64 else 26)
+        if not 1 <= self.depth <= 60:
+            raise ValueError(f"depth must be in [1, 60], got {self.depth}.")
+        self.cache_size = int(cache_size)
+
+        batch = self.shape[0] if len(self.shape) else 1
+        event = self.shape[1:]
+        if sample_ids is None:
+            ids = torch.arange(batch, device=self.device)
+        else:
+            ids = torch.as_tensor(sample_ids, dtype=torch.int64, device=self.device).reshape(-1)
+            if ids.numel() != batch:
+                raise ValueError(f"sample_ids has {ids.numel()} entries for a batch of {batch}.")
+        self.sample_ids = ids
+        numel = math.prod(event)
+        counters = ids.view(-1, *([1] * len(event))) * numel + torch.arange(
+            numel, device=self.device).view(1, *event)
+        self._base = _counter_base(counters.reshape(self.shape))
+
+        self._length = self.t1 - self.t0
+        self._n = 1 << self.depth
+        self._tol = 1e-9 * max(1.0, self._length)
+        self._cache: "collections.OrderedDict[int, object]" = collections.OrderedDict()
+        self._nodes_made = 0  # fresh dyadic nodes drawn (for tests / diagnostics)
+        zero = torch.zeros(self.shape, dtype=torch.float64, device=self.device)
+        if self.levy_area:
+            z0, z1 = _normal(_node_key(self.seed, 0, 1), self._base, pair=True)
+            sq = math.sqrt(self._length)
+            self._zero = (zero, zero)
+            self._root = (sq * z0, self._length * sq * (0.5 * z0 + z1 / math.sqrt(12.0)))
+        else:
+            self._zero = zero
+            self._root = math.sqrt(self._length) * _normal(_node_key(self.seed, 0, 1), self._base)
+
+    def __repr__(self) -> str:
+        return (f"BrownianPath(shape={tuple(self.shape)}, t0={self.t0}, t1={self.t1}, seed={self.seed}, "
+                f"dtype={self.dtype}, device={self.device}, levy_area={self.levy_area}, depth={self.depth})")
+
+    # -- time handling -------------------------------------------------------------------
+    def _index(self, t, name: str) -> int:
+        """Position of ``t`` on the depth-``depth`` dyadic grid, an int in ``[0, 2^depth]``."""
+        t = float(t)
+        if not (self.t0 - self._tol <= t <= self.t1 + self._tol):
+            raise ValueError(f"{name}={t!r} is outside the interval [t0, t1] = [{self.t0!r}, {self.t1!r}].")
+        n = round((t - self.t0) / self._length * self._n)
+        return min(max(n, 0), self._n)
+
+    def _indices(self, s, t) -> Tuple[int, int]:
+        if float(s) > float(t):
+            raise ValueError(f"need s <= t, got s={float(s)!r} > t={float(t)!r} "
+                             f"(interval [{self.t0!r}, {self.t1!r}]).")
+        return self._index(s, "s"), self._index(t, "t")
+
+    # -- the tree ------------------------------------------------------------------------
+    def _node(self, n: int):
+        """The float64 value (``W`` or ``(W, I)``) at grid position ``n``."""
+        if n == 0:
+            return self._zero
+        if n == self._n:
+            return self._root
+        cache = self._cache
+        value = cache.get(n)
+        if value is not None:
+            cache.move_to_end(n)
+            return value
+        # Descend from the root: the bracket (a, b) halves until its midpoint is n.
+        a, b, va, vb, level = 0, self._n, self._zero, self._root, 1
+        while True:
+            m = (a + b) >> 1
+            value = cache.get(m)
+            if value is None:
+                value = self._bridge(level, m >> (self.depth - level), va, vb)
+                cache[m] = value
+                if len(cache) > self.cache_size:
+                    cache.popitem(last=False)
+            else:
+                cache.move_to_end(m)
+            if m == n:
+                return value
+            if n < m:
+                b, vb = m, value
+            else:
+                a, va = m, value
+            level += 1
+
+    def _bridge(self, d: int, k: int, left, right):
+        """Draw node (d, k) (k odd) given its neighbours at distance ``h/2`` on each side."""
+        self._nodes_made += 1
+        key = _node_key(self.seed, d, k)
+        h = self._length * 2.0 ** (1 - d)  # parent interval
+        if not self.levy_area:
+            z = _normal(key, self._base)
+            return z.mul_(math.sqrt(h / 4)).add_(left, alpha=0.5).add_(right, alpha=0.5)
+        (wl, il), (wr, ir) = left, right
+        ((k00, k01), (k10, k11)), ((l00, _), (l10, l11)) = _bridge_coefficients(h / 2, h / 2)
+        z0, z1 = _normal(key, self._base, pair=True)
+        y0 = wr - wl
+        y1 = (ir - il).sub_(wl, alpha=h)
+        w = torch.add(wl, y0, alpha=k00).add_(y1, alpha=k01).add_(z0, alpha=l00)
+        i = torch.add(il, wl, alpha=h / 2).add_(y0, alpha=k10).add_(y1, alpha=k11)
+        if l10:  # zero at midpoints: given the ends, W_m and the I-part are independent
+            i.add_(z0, alpha=l10)
+        i.add_(z1, alpha=l11)
+        return w, i
+
+    # -- queries -------------------------------------------------------------------------
+    def increment(self, s, t) -> torch.Tensor:
+        """``W(t) - W(s)`` for ``t0 <= s <= t <= t1``, of shape ``shape`` and dtype ``dtype``."""
+        ns, nt = self._indices(s, t)
+        if ns == nt:
+            return torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+        vs, vt = self._node(ns), self._node(nt)
+        if self.levy_area:
+            vs, vt = vs[0], vt[0]
+        return (vt - vs).to(self.dtype)
+
+    __call__ = increment
+
+    def space_time(self, s, t) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(dW, U)`` over ``[s, t]``, ``U = ∫_s^t (W_u - W_s) du`` (needs ``levy_area=True``)."""
+        if not self.levy_area:
+            raise ValueError("space_time needs a BrownianPath built with levy_area=True.")
+        ns, nt = self._indices(s, t)
+        if ns == nt:
+            zero = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+            return zero, zero.clone()
+        (ws, is_), (wt, it) = self._node(ns), self._node(nt)
+        h = (nt - ns) / self._n * self._length  # the rounded interval, for exact additivity
+        return (wt - ws).to(self.dtype), (it - is_).sub_(ws, alpha=h).to(self.dtype)
+
+
+class _CallableBrownian:
+    """Adapter giving any callable ``(s, t) -> increment`` the BrownianPath query API."""
+
+    def __init__(self, fn: Callable):
+        self._fn = fn
+        approx = getattr(fn, "levy_area_approximation", None)
+        # torchsde's U (return_U) is h (dW/2 + H) = ∫_s^t (W_u - W_s) du, the same as ours.
+        self.has_levy_area = approx in ("space-time", "davie", "foster")
+
+    def increment(self, s, t) -> torch.Tensor:
+        return self._fn(s, t)
+
+    __call__ = increment
+
+    def space_time(self, s, t) -> Tuple[torch.Tensor, torch.Tensor]:
+        if not self.has_levy_area:
+            raise ValueError(f"{self._fn!r} provides no space-time Lévy area.")
+        return self._fn(s, t, return_U=True)
+
+    def __repr__(self) -> str:
+        return f"as_brownian({self._fn!r})"
+
+
+def as_brownian(obj):
+    """Normalise a noise source to an object with ``increment(s, t)``, ``has_levy_area``
+    and, when ``has_levy_area``, ``space_time(s, t) -> (dW, U)``.
+
+    Accepts a `BrownianPath` (returned unchanged), an object already exposing
+    ``increment`` and ``has_levy_area`` (unchanged), or any callable ``(s, t) ->
+    increment`` such as torchsde's ``BrownianInterval``; for torchsde objects built
+    with ``levy_area_approximation`` in {"space-time", "davie", "foster"},
+    ``space_time`` calls ``obj(s, t, return_U=True)``.
+    """
+    if isinstance(obj, BrownianPath) or (hasattr(obj, "increment") and hasattr(obj, "has_levy_area")):
+        return obj
+    if callable(obj):
+        return _CallableBrownian(obj)
+    raise TypeError(f"expected a BrownianPath or a callable (s, t) -> increment, got {type(obj).__name__}.")

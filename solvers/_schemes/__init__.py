@@ -1,0 +1,16 @@
+"""One module per scheme; the public names are re-exported by :mod:`solvers`."""
+
+from .euler import EulerMaruyama
+from .exponential import ExponentialEuler
+from .heun import Heun
+from .implicit import DriftImplicitEuler
+from .milstein import Milstein
+from .rk import RK4, ButcherTableau, ExplicitRK
+from .sra import SRA1, SRATableau, StochasticRungeKuttaAdditive
+from .two_step import TwoStepEuler
+
+__all__ = [
+    "EulerMaruyama", "TwoStepEuler", "Heun", "Milstein", "SRA1", "SRATableau",
+    "StochasticRungeKuttaAdditive", "ExponentialEuler", "DriftImplicitEuler", "RK4", "ExplicitRK",
+    "ButcherTableau",
+]
