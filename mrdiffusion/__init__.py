@@ -11,5 +11,7 @@ Subpackages and modules:
 __version__ = "0.1.0"
 
 from . import haar  # noqa: E402,F401
+from .multires import BandLayout, Level, MRSolution, MultiResolutionSDE  # noqa: E402,F401
+from . import processes  # noqa: E402,F401
 
-__all__ = ["haar", "__version__"]
+__all__ = ["haar", "processes", "MultiResolutionSDE", "Level", "BandLayout", "MRSolution", "__version__"]

@@ -58,12 +58,17 @@ class ExponentialEuler(Scheme):
         else:
             lam = h * sde.linear(t + 0.5 * h)
             var = None
+        if isinstance(lam, torch.Tensor):
+            lam = lam.to(dtype=x.dtype, device=x.device)
+        if isinstance(var, torch.Tensor):
+            var = var.to(dtype=x.dtype, device=x.device)
         y = _exp(lam) * x
         if not getattr(sde, "linear_only", False):
             if hasattr(sde, "nonlinear"):
                 n = sde.nonlinear(t, x)
             else:
-                n = sde.drift(t, x) - sde.linear(t) * x
+                a = sde.linear(t)
+                n = sde.drift(t, x) - (a.to(x) if isinstance(a, torch.Tensor) else a) * x
             y = y + (h * phi1(lam)) * n
         if dW is None:
             return y

@@ -54,7 +54,8 @@ class DriftImplicitEuler(Scheme):
             return r
         t1 = t + h
         if hasattr(sde, "linear"):
-            denom = 1 - th * h * sde.linear(t1)
+            a = sde.linear(t1)
+            denom = 1 - th * h * (a.to(x) if isinstance(a, torch.Tensor) else a)
             if getattr(sde, "linear_only", False):
                 return r / denom
             return self._fixed_point(sde, t1, h, r, denom, ctx)
@@ -62,7 +63,8 @@ class DriftImplicitEuler(Scheme):
 
     def _fixed_point(self, sde, t1, h, r, denom, ctx):
         nonlinear = sde.nonlinear if hasattr(sde, "nonlinear") else (
-            lambda t, y: sde.drift(t, y) - sde.linear(t) * y)
+            lambda t, y: sde.drift(t, y) - denom.new_tensor(sde.linear(t)) * y
+            if isinstance(denom, torch.Tensor) else sde.drift(t, y) - sde.linear(t) * y)
         y = r / denom
         for _ in range(self.max_iter):
             y_new = (r + self.theta * h * nonlinear(t1, y)) / denom
