@@ -30,12 +30,13 @@ class DriftImplicitEuler(Scheme):
     weak_order = 1.0
     ode_order = 1.0
 
-    def __init__(self, theta: float = 1.0, *, tol: float = 1e-10, max_iter: int = 50):
+    def __init__(self, theta: float = 1.0, *, tol: float = 1e-10, max_iter: int = 50, max_newton_size: int = 1024):
         if not 0.0 <= theta <= 1.0:
             raise ValueError(f"theta: expected a number in [0, 1], got {theta!r}")
         if max_iter < 1:
             raise ValueError(f"max_iter: expected a positive integer, got {max_iter!r}")
         self.theta, self.tol, self.max_iter = float(theta), float(tol), int(max_iter)
+        self.max_newton_size = int(max_newton_size)
         self.drift_evals = 2 if theta < 1 else 1
         if theta == 0.5:
             self.ode_order = 2.0
@@ -79,6 +80,10 @@ class DriftImplicitEuler(Scheme):
         th = self.theta
         batch, event = r.shape[0], r.shape[1:]
         n = r[0].numel()
+        if n > self.max_newton_size:
+            raise ValueError(f"DriftImplicitEuler: Newton's method would build a dense {n}x{n} Jacobian per sample; "
+                             f"give the SDE a linear part linear(t) (solved exactly, the rest by fixed point) or "
+                             f"raise max_newton_size={self.max_newton_size}")
 
         def f_one(y1):  # the drift of one sample, flattened
             return sde.drift(t1, y1.view(1, *event)).reshape(-1)
