@@ -45,3 +45,13 @@ def test_examples_run(script, args, capsys, monkeypatch):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "scheme" in out or "reverse" in out
+
+
+def test_readme_python_examples_run():
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
