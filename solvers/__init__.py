@@ -23,6 +23,7 @@ Example::
 from ._base import Context, Scheme
 from ._bridge import odeint_torchdiffeq
 from ._brownian import BrownianPath, as_brownian
+from ._compiled import Compiled
 from ._integrate import DivergenceError, SolveInfo, sdeint
 from ._schemes import (RK4, SRA1, ButcherTableau, DriftImplicitEuler, EulerMaruyama, ExplicitRK,
                        ExponentialEuler, Heun, Milstein, SRATableau, StochasticRungeKuttaAdditive,
@@ -48,5 +49,5 @@ __all__ = [
     "Scheme", "Context",
     "EulerMaruyama", "TwoStepEuler", "Heun", "Milstein", "SRA1", "ExponentialEuler",
     "DriftImplicitEuler", "RK4", "ExplicitRK", "ButcherTableau", "SRATableau",
-    "StochasticRungeKuttaAdditive", "SCHEMES",
+    "StochasticRungeKuttaAdditive", "Compiled", "SCHEMES",
 ]
