@@ -1,0 +1,318 @@
+r"""A multi-resolution U-Net HVAE whose top-down pass is a solver applied to a learned SDE.
+
+Generative model (DESIGN.md §2–3). The state starts from a learned constant
+``x₀`` at 1×1 — the point mass — and runs through the steps of
+:meth:`HVAE.schedule`: at resolution ``res`` each step is
+``solver.step(sde, t, h, x, dB, ctx)`` with the :class:`~.sde.TopDownSDE` of
+that step; at every resolution change the state is embedded
+(``haar.embed``), its new detail band starting at zero. A 1×1 convolution of the
+final state gives a categorical distribution over the data's ``levels`` grey
+levels per pixel and channel. With ``solvers.TwoStepEuler()`` this is a
+VDVAE-style HVAE (checked bit-for-bit against a hand-written VDVAE pass in
+``tests/test_hvae_identity.py``); ``EulerMaruyama`` or ``Heun`` give other HVAEs.
+
+Inference changes the law of the noise, not the SDE. With the prior
+``z ~ N(m, s²)`` written as ``ε ~ N(0, I)``, the posterior
+``z ~ N(m_q, s_q²)`` is ``ε ~ N(sqrt(h)·a, b²)`` with ``a = (m_q − m)/s`` and
+``b = s_q/s``; the increment fed to the solver is ``dB = sqrt(h)·ε``. Because
+the generative map ``(x, ε) ↦ x'`` is the same under prior and posterior, the
+ELBO is valid for every scheme, and the KL of a step is that of the noise:
+
+.. math:: \mathrm{KL}_k = \tfrac12\bigl(b^2 + h a^2 - 1\bigr) - \log b .
+
+At ``h = 1`` this is the usual Gaussian KL of VDVAE. Refining the steps keeps
+the posterior drift ``W(m_q − m)`` (the Girsanov part, KL ∝ h) but each step
+pays the variance term again, which diverges unless ``s_q = s`` — the
+continuous-time limit of an HVAE only exists for posteriors that change the
+drift alone. ``benchmarks/hvae_elbo.py`` reports the effect.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import solvers
+
+from .. import haar
+from .blocks import Encoder, TimeEmbedding, TopDownBlock
+from .sde import LatentContext, TopDownSDE
+
+__all__ = ["HVAEConfig", "HVAE", "Step", "SUPPORTED_SOLVERS"]
+
+#: Schemes that step the latent-injection SDE (general noise, no Lévy area, no linear part needed).
+SUPPORTED_SOLVERS = ("TwoStepEuler", "EulerMaruyama", "Heun")
+_SHARE = ("none", "resolution", "all")
+_TIME = ("none", "fourier")
+
+
+@dataclass(frozen=True)
+class HVAEConfig:
+    """Frozen model configuration (stored in checkpoints; a mismatch is a ``ValueError``).
+
+    ``enc_blocks`` and ``dec_blocks`` give the number of encoder blocks and
+    top-down steps per resolution, coarsest (1×1) first: one entry for each of
+    ``1, 2, 4, …, image_size``. ``share``: ``"none"`` (a block per step, VDVAE),
+    ``"resolution"`` (one block per resolution, encoder blocks too) or
+    ``"all"`` (one top-down block for every step; 3×3 convolutions everywhere).
+    ``time_embedding``: ``"fourier"`` or ``"none"`` (a time-homogeneous shared
+    drift). ``solver``: a name in :data:`solvers.SCHEMES`.
+    """
+
+    image_size: int = 8
+    channels: int = 1
+    levels: int = 17
+    width: int = 32
+    mid_width: int = 16
+    zdim: int = 4
+    enc_blocks: Tuple[int, ...] = (1, 1, 2, 2)
+    dec_blocks: Tuple[int, ...] = (1, 2, 3, 3)
+    share: str = "none"
+    time_embedding: str = "none"
+    solver: str = "TwoStepEuler"
+
+    def __post_init__(self):
+        object.__setattr__(self, "enc_blocks", tuple(int(n) for n in self.enc_blocks))
+        object.__setattr__(self, "dec_blocks", tuple(int(n) for n in self.dec_blocks))
+        s = self.image_size
+        if not isinstance(s, int) or s < 1 or s & (s - 1):
+            raise ValueError(f"image_size: expected a power of two (the Haar resolution stack 1, 2, 4, ...), "
+                             f"got {s!r}")
+        n_res = s.bit_length()
+        for name in ("enc_blocks", "dec_blocks"):
+            counts = getattr(self, name)
+            if len(counts) != n_res or any(n < 0 for n in counts):
+                raise ValueError(f"{name}: expected {n_res} non-negative counts, one per resolution "
+                                 f"{self.resolutions} (coarsest first), got {counts}")
+        if sum(self.dec_blocks) == 0:
+            raise ValueError("dec_blocks: the top-down pass needs at least one step")
+        for name in ("channels", "width", "mid_width", "zdim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive int, got {getattr(self, name)!r}")
+        if self.levels < 2:
+            raise ValueError(f"levels: expected at least 2 grey levels, got {self.levels!r}")
+        if self.share not in _SHARE:
+            raise ValueError(f"share: expected one of {_SHARE}, got {self.share!r}")
+        if self.time_embedding not in _TIME:
+            raise ValueError(f"time_embedding: expected one of {_TIME}, got {self.time_embedding!r}")
+        if self.time_embedding != "none" and self.share == "none":
+            raise ValueError("time_embedding: only meaningful with shared weights (share='resolution' or 'all')")
+        if self.solver not in solvers.SCHEMES:
+            raise ValueError(f"solver: expected one of {sorted(solvers.SCHEMES)}, got {self.solver!r}")
+
+    @property
+    def resolutions(self) -> Tuple[int, ...]:
+        return tuple(2**k for k in range(self.image_size.bit_length()))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["enc_blocks"], d["dec_blocks"] = list(self.enc_blocks), list(self.dec_blocks)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HVAEConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"model config: unknown fields {unknown}")
+        return cls(**d)
+
+
+class Step(NamedTuple):
+    """One top-down step: resolution, start time, step size, index of its block."""
+
+    res: int
+    t: float
+    h: float
+    block: int
+
+
+def l2_norm(x):
+    """Per-sample L² norm of a grid function (cell-mean inner product, channels summed)."""
+    return x.square().flatten(2).sum(1).mean(-1).sqrt()
+
+
+class HVAE(nn.Module):
+    """The U-Net HVAE. ``forward(x, generator)`` returns the training loss (bits/dim) and statistics.
+
+    ``x`` holds integer grey levels ``0 … levels−1`` of shape
+    ``(batch, channels, image_size, image_size)``. ``solver`` (a scheme
+    instance) overrides ``config.solver``.
+    """
+
+    def __init__(self, config: HVAEConfig, solver: Optional[solvers.Scheme] = None):
+        super().__init__()
+        self.config = c = config
+        self.solver = solver if solver is not None else solvers.SCHEMES[c.solver]()
+        all_3x3 = c.share == "all"
+        self.encoder = Encoder(c.channels, c.width, c.mid_width, c.resolutions, c.enc_blocks,
+                               shared=c.share != "none", all_3x3=all_3x3)
+        self.x0 = nn.Parameter(torch.zeros(1, c.width, 1, 1))  # the point mass
+        depth = sum(c.dec_blocks)
+        if c.share == "none":
+            owners = [r for r, n in zip(c.resolutions, c.dec_blocks) for _ in range(n)]
+        elif c.share == "resolution":
+            owners = [r for r, n in zip(c.resolutions, c.dec_blocks) if n > 0]
+        else:
+            owners = [max(c.resolutions)]
+        self.blocks = nn.ModuleList(
+            TopDownBlock(c.width, c.mid_width, c.zdim, depth=depth, use_3x3=all_3x3 or r > 2) for r in owners)
+        self.embeds = (nn.ModuleList(TimeEmbedding(c.width) for _ in owners)
+                       if c.time_embedding == "fourier" else None)
+        self.head = nn.Conv2d(c.width, c.channels * c.levels, 1)
+        self.horizon = float(depth)
+        self._res_block = {r: i for i, r in enumerate(owners)}
+        self.check_solver(self.solver)
+
+    # ------------------------------------------------------------------ structure
+
+    def check_solver(self, solver):
+        """``ValueError`` unless ``solver`` can step the latent-injection SDE."""
+        if not isinstance(solver, solvers.Scheme):
+            raise ValueError(f"solver: expected a scheme instance such as solvers.TwoStepEuler(), got {solver!r}")
+        solver.check(self._sde(0))
+        if solver.needs_levy_area:
+            raise ValueError(f"solver {solver.name} needs a Lévy area; the HVAE's noise is the latent alone")
+
+    def _sde(self, block):
+        return TopDownSDE(self.blocks[block], None if self.embeds is None else self.embeds[block], self.horizon)
+
+    def schedule(self, steps=None):
+        """The top-down steps. ``steps``: steps per resolution (default ``config.dec_blocks``).
+
+        Resolution ``k`` owns the time interval of length ``dec_blocks[k]``;
+        ``m`` steps on it have ``h = dec_blocks[k] / m``.
+        """
+        c = self.config
+        steps = c.dec_blocks if steps is None else tuple(int(m) for m in steps)
+        if len(steps) != len(c.dec_blocks) or any(m < 0 for m in steps) or any(
+                (m == 0) != (n == 0) for m, n in zip(steps, c.dec_blocks)):
+            raise ValueError(f"steps: expected {len(c.dec_blocks)} counts, positive exactly where dec_blocks "
+                             f"{c.dec_blocks} is, got {steps}")
+        out, t0 = [], 0.0
+        for res, n, m in zip(c.resolutions, c.dec_blocks, steps):
+            for i in range(m):
+                t = t0 + n * i / m
+                if c.share == "none":
+                    blk = min(int(math.floor(t + 1e-9)), len(self.blocks) - 1)
+                else:
+                    blk = self._res_block[res] if c.share == "resolution" else 0
+                out.append(Step(res, t, n / m, blk))
+            t0 += n
+        return out
+
+    # ------------------------------------------------------------------ the top-down pass
+
+    def top_down(self, batch, acts=None, *, solver=None, steps=None, noise=None, generator=None,
+                 temperature=1.0, record=False):
+        """Run the top-down pass; return ``(x, kl, norms)``.
+
+        ``acts`` (encoder activations by resolution) selects the posterior
+        (``kl``: per-resolution KL in nats, each of shape ``(batch,)``) or, when
+        ``None``, the prior (``kl`` empty). ``noise`` (one standard-normal
+        tensor of shape ``(batch, zdim, res, res)`` per step) fixes the
+        randomness; otherwise it is drawn from ``generator``. ``record``:
+        ``norms`` is ``(n_steps + 1, batch)``, the L² norm of the state before
+        the first and after every step.
+        """
+        solver = self.solver if solver is None else solver
+        if solver is not self.solver:
+            self.check_solver(solver)
+        ctx = LatentContext()
+        x = self.x0.expand(batch, -1, -1, -1)
+        kl = {}
+        norms = [l2_norm(x).detach()] if record else None
+        for i, st in enumerate(self.schedule(steps)):
+            if x.shape[-1] != st.res:
+                x = haar.embed(x, levels=int(math.log2(st.res // x.shape[-1])))
+            sde = self._sde(st.block)
+            m, log_s, _ = sde.prior(st.t, x)
+            if noise is not None:
+                xi = noise[i]
+            else:
+                xi = torch.randn(m.shape, generator=generator, dtype=m.dtype, device=m.device)
+            rh = math.sqrt(st.h)
+            if acts is None:
+                eps = xi if temperature == 1.0 else temperature * xi
+            else:
+                mq, log_sq = sde.posterior(st.t, x, acts[st.res])
+                a = (mq - m) / log_s.exp()
+                log_b = log_sq - log_s
+                b = log_b.exp()
+                eps = a * rh + b * xi
+                step_kl = (0.5 * (b.square() + st.h * a.square() - 1.0) - log_b).flatten(1).sum(1)
+                kl[st.res] = kl[st.res] + step_kl if st.res in kl else step_kl
+            x = solver.step(sde, st.t, st.h, x, eps * rh if rh != 1.0 else eps, ctx)
+            if record:
+                norms.append(l2_norm(x).detach())
+        if x.shape[-1] != self.config.image_size:
+            x = haar.embed(x, levels=int(math.log2(self.config.image_size // x.shape[-1])))
+        return x, kl, (torch.stack(norms) if record else None)
+
+    def logits(self, x):
+        """``(batch, channels, levels, H, W)`` categorical logits of the final state."""
+        c = self.config
+        out = self.head(x)
+        return out.view(out.shape[0], c.channels, c.levels, *out.shape[-2:])
+
+    def scale_input(self, x):
+        return x.to(self.x0.dtype) * (2.0 / (self.config.levels - 1)) - 1.0
+
+    # ------------------------------------------------------------------ objectives and sampling
+
+    def elbo(self, x, *, solver=None, steps=None, noise=None, generator=None):
+        """Per-sample negative ELBO in nats and its parts: ``(nll, recon, kl_by_res)``."""
+        acts = self.encoder(self.scale_input(x))
+        state, kl, _ = self.top_down(x.shape[0], acts, solver=solver, steps=steps, noise=noise,
+                                     generator=generator)
+        logits = self.logits(state)
+        recon = F.cross_entropy(logits.transpose(1, 2), x.long(), reduction="none").flatten(1).sum(1)
+        total = recon + sum(kl.values())
+        return total, recon, kl
+
+    def forward(self, x, generator=None):
+        """Training objective: mean negative ELBO in bits per dimension, and statistics (bits/dim)."""
+        total, recon, kl = self.elbo(x, generator=generator)
+        scale = 1.0 / (math.log(2.0) * x[0].numel())
+        loss = total.mean() * scale
+        stats = {"recon": recon.mean().detach() * scale}
+        for res, v in kl.items():
+            stats[f"kl{res}"] = v.mean().detach() * scale
+        return loss, stats
+
+    @torch.no_grad()
+    def sample(self, n, *, solver=None, steps=None, generator=None, temperature=1.0, record=False):
+        """Prior samples: ``(images, info)``; ``info`` has ``nonfinite`` (bool per sample) and ``norms``."""
+        state, _, norms = self.top_down(n, None, solver=solver, steps=steps, generator=generator,
+                                        temperature=temperature, record=record)
+        images, bad = self._draw(self.logits(state), generator)
+        return images, {"nonfinite": bad, "norms": norms}
+
+    @torch.no_grad()
+    def reconstruct(self, x, *, generator=None, mode=True):
+        """Posterior reconstructions: the most likely levels (``mode``) or a draw."""
+        acts = self.encoder(self.scale_input(x))
+        state, _, _ = self.top_down(x.shape[0], acts, generator=generator)
+        logits = self.logits(state)
+        if mode:
+            return logits.argmax(2)
+        return self._draw(logits, generator)[0]
+
+    @staticmethod
+    def _draw(logits, generator):
+        bad = ~torch.isfinite(logits).flatten(1).all(1)
+        safe = torch.where(torch.isfinite(logits), logits, torch.zeros_like(logits))
+        u = torch.rand(safe.shape, generator=generator, dtype=safe.dtype, device=safe.device)
+        expo = -torch.log(u.clamp_min(1e-30))  # Exp(1); Gumbel-max: argmax(logits - log Exp(1))
+        gumbel = -torch.log(expo.clamp_min(1e-30))
+        images = (safe + gumbel).argmax(2)
+        images[bad] = 0
+        return images, bad
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,269 @@
+"""Training of the HVAE: EMA, gradient clipping and skipping, atomic checkpoints, bit-exact resume, DDP.
+
+Runs as one process or under ``torchrun --nproc_per_node N`` (environment
+variables ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``): DistributedDataParallel with
+gloo on CPU and nccl on GPU. The global batch of ``batch_size`` images is split
+across the ranks, so a run's trajectory does not depend on how it is launched,
+up to floating-point summation order.
+
+Reproducibility. Everything random is a pure function of ``(seed, step,
+rank)``: the data order (a permutation per epoch seeded by ``(seed, epoch)``)
+and the posterior noise (a generator seeded by ``(seed, step, rank)`` each
+step). A checkpoint therefore restores the run exactly by restoring weights,
+EMA, optimizer and ``step``; ``--resume`` after an interruption repeats at most
+the steps since the last checkpoint and ends bit-identical to an
+uninterrupted run.
+
+Update skipping (VDVAE practice). After the backward pass the gradient norm is
+computed (and the gradient clipped to ``grad_clip``); an update whose norm is
+not finite or exceeds ``skip_threshold`` is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+
+from .checkpoint import FORMAT, check_compatible, load_checkpoint, save_atomic
+from .data import Dataset, check_images, fingerprint
+from .model import HVAE, HVAEConfig
+
+__all__ = ["TrainConfig", "train", "evaluate", "batch_indices"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings. ``skip_threshold <= 0`` skips only non-finite updates.
+
+    ``budget_seconds`` stops a run after that much training time (summed over
+    resumes), whatever ``steps`` says: wall-clock time, or with
+    ``budget_clock="cpu"`` the CPU time of the (rank-0) process, which does not
+    depend on how busy a shared machine is.
+    """
+
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup: int = 50
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.9
+    grad_clip: float = 100.0
+    skip_threshold: float = 400.0
+    ema_decay: float = 0.998
+    ckpt_every: int = 250
+    log_every: int = 10
+    seed: int = 0
+    budget_seconds: Optional[float] = None
+    budget_clock: str = "wall"
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "ckpt_every", "log_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive int, got {getattr(self, name)!r}")
+        if not (self.lr > 0 and self.grad_clip > 0 and 0 <= self.ema_decay < 1):
+            raise ValueError(f"lr, grad_clip: expected positive values and ema_decay in [0, 1); got lr={self.lr}, "
+                             f"grad_clip={self.grad_clip}, ema_decay={self.ema_decay}")
+        if self.budget_clock not in ("wall", "cpu"):
+            raise ValueError(f"budget_clock: expected 'wall' or 'cpu', got {self.budget_clock!r}")
+        if self.budget_seconds is not None and self.budget_seconds <= 0:
+            raise ValueError(f"budget_seconds: expected a positive number or None, got {self.budget_seconds}")
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def batch_indices(n, batch, seed, step):
+    """Indices of the global batch of ``step``: epoch ``e`` is ``randperm(n)`` seeded by ``(seed, e)``."""
+    per_epoch = n // batch
+    epoch, pos = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return perm[pos * batch:(pos + 1) * batch], (epoch, pos)
+
+
+def _noise_generator(seed, step, rank, device):
+    g = torch.Generator(device=device)
+    return g.manual_seed(((seed * 1_000_003 + step) * 1_024 + rank) % (2**63))
+
+
+@torch.no_grad()
+def evaluate(model, x, *, batch=500, seed=12345, solver=None, steps=None):
+    """Mean negative ELBO on ``x`` in bits per dimension (one posterior sample per image, seeded)."""
+    model.eval()
+    device = next(model.parameters()).device
+    g = torch.Generator(device=device).manual_seed(seed)
+    total = 0.0
+    for i in range(0, x.shape[0], batch):
+        xb = x[i:i + batch].to(device)
+        nll, _, _ = model.elbo(xb, solver=solver, steps=steps, generator=g)
+        total += float(nll.double().sum())
+    return total / (x.shape[0] * x[0].numel() * math.log(2.0))
+
+
+def _setup_distributed(device):
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, torch.device(device)
+    device = torch.device(device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def _validate(model_config, cfg, data, world, device):
+    check_images(data.train, model_config, "training data")
+    if data.test is not None and data.test.shape[0]:
+        check_images(data.test, model_config, "test data")
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size: {cfg.batch_size} is not divisible by the {world} processes")
+    if cfg.batch_size > data.train.shape[0]:
+        raise ValueError(f"batch_size: {cfg.batch_size} exceeds the {data.train.shape[0]} training images")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: cuda requested but torch.cuda.is_available() is False")
+
+
+def _stats_line(stats):
+    kls = "/".join(f"{float(v):.3f}" for k, v in stats.items() if k.startswith("kl"))
+    return kls
+
+
+def train(model_config: HVAEConfig, cfg: TrainConfig, data: Dataset, out_dir, *, resume=False, device="cpu",
+          progress=True, solver=None, save_rank_weights=False):
+    """Train (or resume) and return a summary dict; ``out_dir`` gets ``checkpoint.pt``, ``log.jsonl``,
+    ``summary.json``. All input checks raise ``ValueError`` before the first step."""
+    rank, world, device = _setup_distributed(device)
+    _validate(model_config, cfg, data, world, device)
+    os.makedirs(out_dir, exist_ok=True)
+    ckpt_path = os.path.join(out_dir, "checkpoint.pt")
+    data_fp = fingerprint(data.train)
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(ckpt_path, map_location=device)
+        check_compatible(ckpt, model_config, cfg, data_fp)
+    elif os.path.exists(ckpt_path):
+        raise ValueError(f"{ckpt_path} exists: pass resume=True (--resume) to continue it, or use another out_dir")
+
+    torch.manual_seed(cfg.seed)
+    model = HVAE(model_config, solver=solver).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                            weight_decay=cfg.weight_decay)
+    step, skipped, skipped_nonfinite, elapsed, cpu = 0, 0, 0, 0.0, 0.0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, skipped, skipped_nonfinite = ckpt["step"], ckpt["skipped"], ckpt["skipped_nonfinite"]
+        elapsed, cpu = ckpt["elapsed"], ckpt["cpu_seconds"]
+        torch.set_rng_state(ckpt["torch_rng"])
+    net = model
+    if world > 1:
+        unused = any(n == 0 for n in model_config.dec_blocks)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused)
+
+    params = [p for p in model.parameters()]
+    x_train = data.train
+    per_rank = cfg.batch_size // world
+
+    def checkpoint():
+        if rank != 0:
+            return
+        save_atomic({
+            "format": FORMAT, "model_config": model_config.to_dict(), "train_config": cfg.to_dict(),
+            "data": {"name": data.name, "fingerprint": data_fp, "levels": data.levels},
+            "step": step, "skipped": skipped, "skipped_nonfinite": skipped_nonfinite, "elapsed": elapsed,
+            "cpu_seconds": cpu,
+            "data_state": dict(zip(("epoch", "position"),
+                                   batch_indices(x_train.shape[0], cfg.batch_size, cfg.seed, step)[1])),
+            "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+            "torch_rng": torch.get_rng_state(), "world_size": world,
+        }, ckpt_path)
+
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, desc=f"train {model_config.solver}", dynamic_ncols=True)
+    log = open(os.path.join(out_dir, "log.jsonl"), "a") if rank == 0 else None
+    last_ckpt = step
+    t_start = time.monotonic() - elapsed
+    cpu_start = time.process_time() - cpu
+    model.train()
+    try:
+        while step < cfg.steps:
+            if cfg.budget_seconds is not None:
+                used = (time.process_time() - cpu_start if cfg.budget_clock == "cpu"
+                        else time.monotonic() - t_start)
+                stop = torch.tensor([float(used >= cfg.budget_seconds)], device=device)
+                if world > 1:
+                    dist.broadcast(stop, 0)
+                if stop.item():
+                    break
+            idx, _ = batch_indices(x_train.shape[0], cfg.batch_size, cfg.seed, step)
+            xb = x_train[idx[rank * per_rank:(rank + 1) * per_rank]].to(device)
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+            loss, stats = net(xb, _noise_generator(cfg.seed, step, rank, device))
+            loss_value = float(loss.detach())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+            finite = math.isfinite(gnorm)
+            if not finite or (cfg.skip_threshold > 0 and gnorm > cfg.skip_threshold):
+                skipped += 1
+                skipped_nonfinite += not finite
+            else:
+                opt.step()
+                decay = min(cfg.ema_decay, (1.0 + step) / (10.0 + step))  # short runs: warm EMA
+                with torch.no_grad():
+                    for pe, p in zip(ema.parameters(), params):
+                        pe.lerp_(p, 1.0 - decay)
+            step += 1
+            elapsed = time.monotonic() - t_start
+            cpu = time.process_time() - cpu_start
+            if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
+                rec = {"step": step, "loss": loss_value, "grad_norm": gnorm, "skipped": skipped,
+                       "elapsed": round(elapsed, 3), "cpu_seconds": round(cpu, 3),
+                       **{k: float(v) for k, v in stats.items()}}
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                if bar is not None:
+                    bar.set_postfix_str(f"loss={loss_value:.3f} kl={_stats_line(stats)} "
+                                        f"gnorm={gnorm:.2f} skips={skipped}")
+            if bar is not None:
+                bar.update(1)
+            if step % cfg.ckpt_every == 0:
+                checkpoint()
+                last_ckpt = step
+    finally:
+        if bar is not None:
+            bar.close()
+        if log is not None:
+            log.close()
+    if step != last_ckpt or not os.path.exists(ckpt_path):
+        checkpoint()
+    if save_rank_weights:
+        torch.save(model.state_dict(), os.path.join(out_dir, f"rank{rank}_weights.pt"))
+    summary = {"steps": step, "skipped": skipped, "skipped_nonfinite": skipped_nonfinite,
+               "elapsed": elapsed, "cpu_seconds": cpu, "world_size": world, "parameters": model.num_parameters()}
+    if rank == 0 and data.test is not None and data.test.shape[0]:
+        summary["test_bpd"] = evaluate(ema, data.test)
+        summary["test_bpd_raw"] = evaluate(model, data.test)
+    if rank == 0:
+        with open(os.path.join(out_dir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+    if world > 1:
+        dist.barrier()
+    return summary
