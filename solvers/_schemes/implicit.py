@@ -64,7 +64,7 @@ class DriftImplicitEuler(Scheme):
 
     def _fixed_point(self, sde, t1, h, r, denom, ctx):
         nonlinear = sde.nonlinear if hasattr(sde, "nonlinear") else (
-            lambda t, y: sde.drift(t, y) - denom.new_tensor(sde.linear(t)) * y
+            lambda t, y: sde.drift(t, y) - torch.as_tensor(sde.linear(t), dtype=denom.dtype, device=denom.device) * y
             if isinstance(denom, torch.Tensor) else sde.drift(t, y) - sde.linear(t) * y)
         y = r / denom
         for _ in range(self.max_iter):
