@@ -5,6 +5,7 @@ import math
 import torch
 
 import solvers
+from mrdiffusion.processes import LinearTestEquation
 
 
 class GBM(solvers.SDE):
@@ -63,23 +64,7 @@ class OU(solvers.SDE):
         return x0**2 * e + self.sigma**2 / (2 * self.theta) * (1 - e)
 
 
-class LinearMultiplicative(solvers.SDE):
-    """dX = λ X dt + μ X dW (the mean-square stability test equation)."""
-
-    noise = "diagonal"
-    linear_only = True
-
-    def __init__(self, lam, mu):
-        self.lam, self.mu = lam, mu
-
-    def drift(self, t, x):
-        return self.lam * x
-
-    def diffusion(self, t, x):
-        return self.mu * x
-
-    def linear(self, t):
-        return self.lam
+LinearMultiplicative = LinearTestEquation  # dX = λ X dt + μ X dW (the mean-square stability test equation)
 
 
 class StiffPointMass(solvers.SDE):

@@ -17,6 +17,7 @@ import math
 import torch
 
 import solvers
+from mrdiffusion.processes import LinearTestEquation
 
 __all__ = ["CLOSED_FORMS", "MS_CLOSED_FORMS", "amplification", "ms_factor", "real_stability_interval"]
 
@@ -39,48 +40,11 @@ MS_CLOSED_FORMS = {
 """Scheme name → (condition, function of (hλ, hμ²)) of the one-step mean-square growth factor."""
 
 
-class _LinearODE(solvers.SDE):
-    noise = None
-    linear_only = True
-
-    def __init__(self, lam):
-        self.lam = lam
-
-    def drift(self, t, x):
-        return self.lam * x
-
-    def diffusion(self, t, x):
-        return None
-
-    def linear(self, t):
-        return self.lam
-
-
-class _LinearMultiplicative(solvers.SDE):
-    noise = "diagonal"
-    linear_only = True
-
-    def __init__(self, lam, mu):
-        self.lam, self.mu = lam, mu
-
-    def drift(self, t, x):
-        return self.lam * x
-
-    def diffusion(self, t, x):
-        return self.mu * x
-
-    def diffusion_derivative(self, t, x):
-        return self.mu.expand_as(x)
-
-    def linear(self, t):
-        return self.lam
-
-
 def amplification(scheme, z):
     """``R(z)`` of ``scheme`` (an instance) for complex ``z = hλ`` (any tensor shape), from one ``step``."""
     z = torch.as_tensor(z, dtype=torch.complex128).reshape(-1)
     ctx = solvers.Context(None, False, False)
-    out = scheme.step(_LinearODE(z), 0.0, 1.0, torch.ones_like(z), None, ctx)
+    out = scheme.step(LinearTestEquation(z), 0.0, 1.0, torch.ones_like(z), None, ctx)
     return out
 
 
@@ -88,7 +52,7 @@ def ms_factor(scheme, hl, hmu2):
     """``E|X_1|²`` after one step of ``dX = λX dt + μX dW`` from ``X_0 = 1``, ``h = 1``; flat float tensors."""
     hl = torch.as_tensor(hl, dtype=torch.float64).reshape(-1)
     mu = torch.as_tensor(hmu2, dtype=torch.float64).reshape(-1).clamp(min=0).sqrt()
-    sde = _LinearMultiplicative(hl, mu)
+    sde = LinearTestEquation(hl, mu)
     ctx = solvers.Context("diagonal", False, True)
     total = torch.zeros_like(hl)
     for xi, w in ((-math.sqrt(3.0), 1 / 6), (0.0, 2 / 3), (math.sqrt(3.0), 1 / 6)):

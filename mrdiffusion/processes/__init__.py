@@ -7,12 +7,14 @@
   starting from a point mass, with the exact law at every time.
 - :class:`BandNoising` — forward noising of data per Haar band (VP / VE schedules per band),
   its reverse-time SDE and probability-flow ODE, and the exact score of Gaussian data.
+- :class:`LinearTestEquation` — ``dX = λX dt + μX dW``, the test equation of stability analysis.
 """
 
 from ._band import BandProcess
 from .gaussian import GaussianReverseProcess
 from .linear import LinearBandProcess, StiffPointMassProcess
 from .noising import BandNoising, VESchedule, VPSchedule, gaussian_score
+from .scalar import LinearTestEquation
 
 __all__ = ["BandProcess", "LinearBandProcess", "StiffPointMassProcess", "GaussianReverseProcess", "BandNoising",
-           "VPSchedule", "VESchedule", "gaussian_score"]
+           "VPSchedule", "VESchedule", "gaussian_score", "LinearTestEquation"]
