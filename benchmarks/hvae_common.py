@@ -60,6 +60,18 @@ def read_log(path):
         return [json.loads(line) for line in f]
 
 
+def experiment_parser(doc, budget=100.0):
+    """The options every HVAE experiment script shares; scripts add their own."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--budget-seconds", type=float, default=budget)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="results/hvae")
+    p.add_argument("--threads", type=int, default=1)
+    return p
+
+
 def setup(threads):
     torch.set_num_threads(threads)
     import matplotlib

@@ -10,23 +10,18 @@ reconstructions (posterior mode). Writes ``samples.png``.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import torch
 
-from benchmarks.hvae_common import MODELS, SCHEDULES, run_dir, setup
+from benchmarks.hvae_common import MODELS, SCHEDULES, experiment_parser, run_dir, setup
 from mrdiffusion.hvae.checkpoint import model_from_checkpoint
 from mrdiffusion.hvae.data import digits
 from mrdiffusion.hvae.plots import image_grid
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--budget-seconds", type=float, default=100.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="results/hvae")
-    p.add_argument("--threads", type=int, default=1)
+    p = experiment_parser(__doc__)
     args = p.parse_args(argv)
     setup(args.threads)
     import matplotlib.pyplot as plt

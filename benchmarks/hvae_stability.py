@@ -14,7 +14,6 @@ training per scheme. Writes ``stability.md``, ``stability.json``,
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 import solvers
-from benchmarks.hvae_common import MODELS, SCHEDULES, budgeted_run, read_log, setup
+from benchmarks.hvae_common import MODELS, SCHEDULES, budgeted_run, experiment_parser, read_log, setup
 from mrdiffusion.hvae.checkpoint import model_from_checkpoint
 from mrdiffusion.hvae.data import digits
 from mrdiffusion.hvae.train import evaluate
@@ -32,12 +31,8 @@ SAMPLERS = ("TwoStepEuler", "EulerMaruyama", "Heun")
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--budget-seconds", type=float, default=100.0)
-    p.add_argument("--seed", type=int, default=0)
+    p = experiment_parser(__doc__)
     p.add_argument("--samples", type=int, default=500)
-    p.add_argument("--out", default="results/hvae")
-    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     setup(args.threads)
     data = digits()

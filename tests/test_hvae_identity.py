@@ -19,13 +19,7 @@ from mrdiffusion.hvae import HVAE, HVAEConfig
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions: a second thread only adds contention on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SMALL = dict(width=8, mid_width=4, zdim=2, enc_blocks=(1, 1, 1, 1), dec_blocks=(1, 2, 2, 2))

@@ -17,12 +17,7 @@ TINY = HVAEConfig(width=8, mid_width=4, zdim=2, enc_blocks=(1, 1, 1, 1), dec_blo
 TINY_ARGS = ["--width", "8", "--mid-width", "4", "--zdim", "2", "--enc-blocks", "1,1,1,1", "--dec-blocks", "1,1,1,2"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
