@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 
 import solvers
-from solvers import as_brownian
 
 from . import haar
 
@@ -69,7 +68,7 @@ class BandLevelSDE(solvers.SDE):
 
 
 def sample_bands(mr, solver, batch, *, dt=None, ts=None, brownian=None, seed=None, generator=None,
-                 dtype=torch.float64, device=None, **sdeint_kwargs):
+                 dtype=torch.float64, device=None, progress=False, **sdeint_kwargs):
     """Sample the band view of ``mr`` level by level through :func:`solvers.sdeint`.
 
     Returns ``(ys, diverged, infos)``: ``ys`` of shape ``(len(ts), batch, C, n)``
@@ -79,28 +78,12 @@ def sample_bands(mr, solver, batch, *, dt=None, ts=None, brownian=None, seed=Non
     then uses its Haar coefficients, so it sees the same noise as
     :meth:`MultiResolutionSDE.sample` with the same path.
     """
-    mr._check_dt(dt)
-    ts = mr.times + [mr.T] if ts is None else [float(t) for t in ts]
-    path = None if brownian is None else mr.band_path(as_brownian(brownian))
-    if generator is None and seed is not None and path is None:
-        generator = torch.Generator(device=device or "cpu").manual_seed(int(seed))
-    z0 = mr.z0.to(dtype=dtype, device=device)
-    z0 = z0.expand(batch, *z0.shape) if z0.ndim == mr.ndim + 1 else z0
-    y = mr.to_bands(z0, 0)
-    out = torch.empty((len(ts), *y.shape), dtype=dtype, device=device)
-    diverged = torch.zeros(batch, dtype=torch.bool, device=device)
-    infos = []
-    for lev in mr.levels:
-        seg = [lev.t_start] + [t for t in ts if lev.t_start < t < lev.t_end] + [lev.t_end]
-        ys, info = solvers.sdeint(mr.band_sde(lev.index), y, seg, solver, dt=dt, brownian=path,
-                                  generator=generator, return_info=True, **sdeint_kwargs)
-        if bool(diverged.any()):
-            ys = torch.where(diverged.view(1, -1, 1, 1), y.unsqueeze(0), ys)
-        diverged = diverged | info.diverged.to(diverged.device)
-        infos.append(info)
-        for i, t in enumerate(seg):
-            if t in ts and (t < lev.t_end or lev.index == len(mr.levels) - 1):
-                out[ts.index(t)] = ys[i]
-        y = ys[-1]
+    ts, path, generator, z0 = mr._start(batch, dt, ts, brownian, seed, generator, dtype, device)
+    path = None if path is None else mr.band_path(path)
+    _, diverged, infos, saved = mr._solve_levels(
+        mr.to_bands(z0, 0), ts, solver, mr.band_sde, lambda k: path, lambda lev, y: y, dt=dt, generator=generator,
+        progress=progress, sdeint_kwargs=sdeint_kwargs)
+    out = torch.empty((len(ts), batch, mr.channels, mr.layout.n), dtype=dtype, device=device)
+    for i, (_, y) in saved.items():
+        out[i] = y
     return out, diverged, infos
-

@@ -287,6 +287,54 @@ class MultiResolutionSDE:
                 raise ValueError(f"dt={dt} does not divide the span [{lev.t_start}, {lev.t_end}] of level "
                                  f"{lev.index}: a step would skip the activation time {lev.t_end}")
 
+    def _start(self, batch, dt, ts, brownian, seed, generator, dtype, device):
+        """Validate a sampling request before any work; return ``(ts, path, generator, z0 batch)``."""
+        if not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch: expected a positive int, got {batch!r}")
+        self._check_dt(dt)
+        ts = self.times + [self.T] if ts is None else [float(t) for t in ts]
+        if any(b <= a for a, b in zip(ts, ts[1:])) or ts[0] < 0 or ts[-1] > self.T:
+            raise ValueError(f"ts: expected increasing times in [0, T={self.T}], got {ts}")
+        path = None if brownian is None else as_brownian(brownian)
+        if generator is None and seed is not None and path is None:
+            generator = torch.Generator(device=device or "cpu").manual_seed(int(seed))
+        z0 = self.z0.to(dtype=dtype, device=device)
+        x = z0.expand(batch, *z0.shape).clone() if z0.ndim == self.ndim + 1 else z0
+        if x.shape[0] != batch:
+            raise ValueError(f"z0: has batch {x.shape[0]}, but batch={batch}")
+        return ts, path, generator, x
+
+    def _solve_levels(self, x, ts, solver, sde_of, path_of, embed, *, dt, generator, progress, sdeint_kwargs):
+        """The one level loop of both views: integrate each level's span through :func:`solvers.sdeint`.
+
+        ``embed(level, x)`` carries the state across an activation time. Returns
+        the per-level ``(times, states)``, the divergence mask (samples that
+        diverged on a coarser level stay frozen), the driver infos, and
+        ``{index in ts: (level index, state)}`` for the saved times.
+        """
+        from tqdm.auto import tqdm
+
+        diverged = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        per_level, infos, saved = [], [], {}
+        last = len(self.levels) - 1
+        for lev in tqdm(self.levels, desc="levels", disable=not progress, leave=False):
+            k = lev.index
+            if k > 0:
+                x = embed(lev, x)
+            seg = [lev.t_start] + [t for t in ts if lev.t_start < t < lev.t_end] + [lev.t_end]
+            out, info = solvers.sdeint(sde_of(k), x, seg, solver, dt=dt, brownian=path_of(k), generator=generator,
+                                       return_info=True, **sdeint_kwargs)
+            if bool(diverged.any()):
+                out = torch.where(diverged.view(1, -1, *[1] * (out.ndim - 2)), x.unsqueeze(0), out)
+            diverged = diverged | info.diverged.to(diverged.device)
+            per_level.append((seg, out))
+            infos.append(info)
+            for i, t in enumerate(seg):
+                if t in ts and (t < lev.t_end or k == last):  # right-continuous: t_k is the new level's start
+                    saved[ts.index(t)] = (k, out[i])
+            x = out[-1]
+        return per_level, diverged, infos, saved
+
     def sample(self, solver, batch, *, dt=None, ts=None, brownian=None, seed=None, generator=None,
                dtype=torch.float64, device=None, progress=False, **sdeint_kwargs) -> MRSolution:
         """Sample ``batch`` paths with ``solver`` through :func:`solvers.sdeint`, level by level.
@@ -297,46 +345,23 @@ class MultiResolutionSDE:
         (:meth:`finest_path`), from which each level's noise is projected.
         Other keyword arguments go to :func:`solvers.sdeint`.
         """
-        if not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch: expected a positive int, got {batch!r}")
-        self._check_dt(dt)
-        ts = self.times + [self.T] if ts is None else [float(t) for t in ts]
-        if any(b <= a for a, b in zip(ts, ts[1:])) or ts[0] < 0 or ts[-1] > self.T:
-            raise ValueError(f"ts: expected increasing times in [0, T={self.T}], got {ts}")
-        for solver_sde in self.sdes:
-            solver.check(solver_sde)
-        path = None if brownian is None else as_brownian(brownian)
-        if generator is None and seed is not None and path is None:
-            generator = torch.Generator(device=device or "cpu").manual_seed(int(seed))
-        z0 = self.z0.to(dtype=dtype, device=device)
-        x = z0.expand(batch, *z0.shape[-(self.ndim + 1):]).clone() if z0.ndim == self.ndim + 1 else z0
-        if x.shape[0] != batch:
-            raise ValueError(f"z0: has batch {x.shape[0]}, but batch={batch}")
-        finest = torch.empty((len(ts), batch, self.channels, *self.finest_shape), dtype=dtype, device=device)
-        per_level, infos = [], []
-        diverged = torch.zeros(batch, dtype=torch.bool, device=device)
-        from tqdm.auto import tqdm
+        ts, path, generator, x = self._start(batch, dt, ts, brownian, seed, generator, dtype, device)
+        for level_sde in self.sdes:
+            solver.check(level_sde)
 
-        for lev in tqdm(self.levels, desc="levels", disable=not progress, leave=False):
-            k = lev.index
-            if k > 0:
-                x = haar.embed(x, lev.j - self.levels[k - 1].j, self.ndim)
-                if self.init_band is not None:
-                    x = self.init_band(lev, x)
-            inner = [t for t in ts if lev.t_start < t < lev.t_end]
-            seg = [lev.t_start] + inner + [lev.t_end]
-            bm = None if path is None else _ProjectedPath(path, self.delta(k), self.ndim)
-            out, info = solvers.sdeint(self.sdes[k], x, seg, solver, dt=dt, brownian=bm, generator=generator,
-                                       return_info=True, **sdeint_kwargs)
-            if bool(diverged.any()):  # samples that diverged on a coarser level stay frozen
-                out = torch.where(diverged.view(1, -1, *[1] * (out.ndim - 2)), x.unsqueeze(0), out)
-            diverged = diverged | info.diverged.to(diverged.device)
-            per_level.append((seg, out))
-            infos.append(info)
-            for i, t in enumerate(seg):
-                if t in ts and (t < lev.t_end or k == len(self.levels) - 1):
-                    finest[ts.index(t)] = self.to_finest(out[i], k)
-            x = out[-1]
+        def embed(lev, x):
+            x = haar.embed(x, lev.j - self.levels[lev.index - 1].j, self.ndim)
+            return x if self.init_band is None else self.init_band(lev, x)
+
+        def path_of(k):
+            return None if path is None else _ProjectedPath(path, self.delta(k), self.ndim)
+
+        per_level, diverged, infos, saved = self._solve_levels(
+            x, ts, solver, lambda k: self.sdes[k], path_of, embed, dt=dt, generator=generator, progress=progress,
+            sdeint_kwargs=sdeint_kwargs)
+        finest = torch.empty((len(ts), batch, self.channels, *self.finest_shape), dtype=dtype, device=device)
+        for i, (k, state) in saved.items():
+            finest[i] = self.to_finest(state, k)
         return MRSolution(ts, finest, per_level, diverged, infos)
 
     # ------------------------------------------------------------------ band view
