@@ -6,14 +6,9 @@ import math
 
 import torch
 
+from solvers._schemes.exponential import phi1
+
 from ._band import BandProcess
-
-
-def _phi1(z):
-    z = torch.as_tensor(z, dtype=torch.float64)
-    small = z.abs() < 1e-8
-    safe = torch.where(small, torch.ones_like(z), z)
-    return torch.where(small, 1 + 0.5 * z, torch.expm1(safe) / safe)
 
 
 class LinearBandProcess(BandProcess):
@@ -58,7 +53,7 @@ class LinearBandProcess(BandProcess):
 
     def rate_transition(self, s, t, k):
         lam = self.rates[0] * (t - s)
-        return lam, float((t - s) * _phi1(2 * lam))
+        return lam, (t - s) * phi1(2 * lam)
 
     def band_drift(self, t, y, k):
         return self._on(("A", k), y, lambda: self._rate_of * self.active(k)) * y
@@ -71,7 +66,7 @@ class LinearBandProcess(BandProcess):
 
     def band_transition(self, s, t, k):
         lam = self.band_linear(t, k) * (t - s)
-        return lam, (t - s) * _phi1(2 * lam)
+        return lam, (t - s) * phi1(2 * lam)
 
     def band_moments(self, t):
         """Exact mean and variance ``(C, n)`` of every band coefficient at time ``t`` (right-continuous)."""
