@@ -29,7 +29,7 @@ class BandLevelSDE(solvers.SDE):
         self.mr, self.k = mr, k
         self.delta = mr.delta(k)
         self.noise_scale = 2.0 ** (mr.ndim * self.delta / 2)
-        self.active = (mr.band_of_coefficient() <= k)
+        self.active = mr.band <= k
         self._masks = {}
         if hasattr(mr, "band_linear"):
             self.linear = lambda t: mr.band_linear(t, k)

@@ -199,6 +199,7 @@ class MultiResolutionSDE:
         self.z0 = self._check_z0(z0)
         self.init_band = init_band
         self.layout = BandLayout(self.levels[-1].shape, js[-1] - js[0], self.ndim)
+        self.band = self.band_of_coefficient()  # (n,): the level whose activation starts each coefficient
 
     # ------------------------------------------------------------------ construction helpers
 

@@ -54,7 +54,6 @@ class BandProcess(MultiResolutionSDE):
 
     def __init__(self, levels, times, T, *, channels=1, ndim=2, base_shape=None, z0=None):
         super().__init__(levels, times, T, channels=channels, ndim=ndim, base_shape=base_shape, z0=z0)
-        self.band = self.band_of_coefficient()
         self._grid_sdes = None
 
     @property
