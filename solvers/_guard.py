@@ -39,10 +39,10 @@ class Guard:
         if not self.any_bad and x.numel():
             # Fast path while every sample is healthy: one reduction and one sync. max|x| is NaN if
             # any entry is NaN, and NaN fails the comparison, so nothing slips through.
-            if float(x.abs().max()) <= self.max_abs:
+            if float(x.detach().abs().max()) <= self.max_abs:
                 self.frozen = x
                 return x
-        flat = x.reshape(self.rows, -1)
+        flat = x.detach().reshape(self.rows, -1)
         bad = ~(flat.abs() <= self.max_abs).all(1)  # NaN compares False: caught too
         new = bad & ~self.mask
         if bool(new.any()):
