@@ -7,6 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
+import solvers
 from solvers._brownian import BrownianPath, as_brownian
 from solvers._brownian._path import (_bridge_coefficients, _counter_base, _hash, _mix64_int, _normal, _node_key,
                                      _signed)
@@ -247,3 +248,69 @@ def test_as_brownian_wraps_torchsde(approx):
         dw, u = b.space_time(0.1, 0.4)
         dw2, u2 = bm(0.1, 0.4, return_U=True)
         assert torch.equal(dw, dw2) and torch.equal(u, u2)
+
+
+# -- deep (non-dyadic) points: the vectorised sum -----------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_deep_points_are_the_node_by_node_path(dtype, monkeypatch):
+    """Non-dyadic times summed in one pass equal the node-by-node bridge descent (same normals)."""
+    import solvers._brownian._path as path_module
+
+    times = [k * 1e-3 for k in range(0, 1001, 37)] + [math.pi / 4, 1 / 3]
+    fast = BrownianPath((4, 3), 0.0, 1.0, seed=5, dtype=dtype)
+    w_fast = torch.stack([fast.increment(0.0, t) for t in times]).double()
+    monkeypatch.setattr(path_module, "_TREE_LEVEL", 99)
+    slow = BrownianPath((4, 3), 0.0, 1.0, seed=5, dtype=dtype)
+    w_slow = torch.stack([slow.increment(0.0, t) for t in times]).double()
+    assert torch.allclose(w_fast, w_slow, atol=1e-14 if dtype == torch.float64 else 1e-6, rtol=0)
+
+
+def test_deep_points_do_not_depend_on_sweeps_order_or_batch():
+    """A sweep (which draws several future points per pass) gives the bits of single, shuffled queries."""
+    grid = [k * 1e-3 for k in range(1001)]
+    sweep = BrownianPath((6, 2), 0.0, 1.0, seed=2, dtype=torch.float64)
+    inc = torch.stack([sweep.increment(s, t) for s, t in zip(grid, grid[1:])])
+    order = np.random.default_rng(1).permutation(1000)
+    single = BrownianPath((6, 2), 0.0, 1.0, seed=2, dtype=torch.float64, cache_size=0)
+    w = {int(k): single.increment(0.0, grid[k + 1]) for k in order}
+    assert torch.equal(torch.stack([w[k] for k in range(1000)]), sweep_w := _w(sweep, grid[1:]))
+    assert torch.allclose(inc.cumsum(0), sweep_w, atol=1e-13, rtol=0)
+    sub = BrownianPath((2, 2), 0.0, 1.0, seed=2, dtype=torch.float64, sample_ids=[4, 1])
+    assert torch.equal(_w(sub, grid[1:]), sweep_w[:, [4, 1]])
+
+
+# -- the other sources ----------------------------------------------------------------------
+
+def test_grid_noise_draws_and_levy_area_law():
+    from solvers import GridNoise
+
+    gen = torch.Generator().manual_seed(0)
+    noise = GridNoise((20000,), generator=gen, dtype=torch.float64, levy_area=True)
+    h = 0.04
+    dW, U = noise.space_time(0.3, 0.3 + h)
+    assert stats.kstest((dW / math.sqrt(h)).numpy(), "norm").pvalue > 1e-3
+    H = (U - 0.5 * h * dW) / math.sqrt(h**3 / 12)  # independent of dW, standard normal
+    assert stats.kstest(H.numpy(), "norm").pvalue > 1e-3 and abs(float(torch.corrcoef(torch.stack([dW, H]))[0, 1])) < 0.03
+    again = GridNoise((20000,), generator=torch.Generator().manual_seed(0), dtype=torch.float64, levy_area=True)
+    assert torch.equal(again.space_time(0.3, 0.3 + h)[0], dW)
+
+
+def test_recorded_noise_replays_as_a_tabulated_path():
+    from solvers import GridNoise, RecordedNoise, TabulatedPath
+
+    rec = RecordedNoise(GridNoise((5, 2), generator=torch.Generator().manual_seed(4), dtype=torch.float64,
+                                  levy_area=True))
+    sde = solvers.sde_from_functions(lambda t, x: -x, lambda t, x: 0.5 + 0 * x, noise="additive")
+    x0 = torch.ones(5, 2, dtype=torch.float64)
+    first = solvers.sdeint(sde, x0, [0.0, 1.0], solvers.SRA1(), dt=1 / 16, brownian=rec)
+    table = rec.path()
+    assert isinstance(table, TabulatedPath) and table.has_levy_area and len(table.times) == 17
+    again = solvers.sdeint(sde, x0, [0.0, 1.0], solvers.SRA1(), dt=1 / 16, brownian=table)
+    assert torch.allclose(first, again, atol=1e-14, rtol=0)
+    # a coarser step on the table: dW adds up, U by the one area formula (U_su = U_sm + U_mu + h_mu dW_sm)
+    dW, U = table.space_time(0.0, 0.125)
+    (w1, u1), (w2, u2) = table.space_time(0.0, 0.0625), table.space_time(0.0625, 0.125)
+    assert torch.allclose(dW, w1 + w2, atol=1e-15) and torch.allclose(U, u1 + u2 + 0.0625 * w1, atol=1e-15)
+    with pytest.raises(ValueError, match="s=0.01 is not a time of this tabulated path"):
+        table.increment(0.01, 0.5)

@@ -66,6 +66,13 @@ def _signed(x: int) -> int:
     return x - (1 << 64) if x >= 1 << 63 else x
 
 
+# Dyadic points of depth <= _TREE_LEVEL are tree nodes, drawn one by one from their cached neighbours
+# (a sweep of a dyadic grid costs one fresh node per query). Deeper points (the rounded images of
+# non-dyadic times) are summed from their level-_BRACKET_LEVEL bracket in one vectorised pass.
+_TREE_LEVEL = 20
+_BRACKET_LEVEL = 8
+_PREFETCH = 32  # most points drawn in one pass on a sweep
+
 _GAMMA = 0x9E3779B97F4A7C15  # splitmix64 increment (golden ratio)
 _MIX = ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, None))
 _MIX_SIGNED = tuple((s, None if m is None else _signed(m)) for s, m in _MIX)
@@ -205,6 +212,9 @@ class BrownianPath(BrownianSource):
             numel, device=self.device).view(1, *event)
         self._base = _counter_base(counters.reshape(self.shape))
 
+        self._last = None  # end of the last query: a sweep is detected by the next query starting there
+        self._numel = math.prod(self.shape)
+        self._level_keys = [_mix64_int(_mix64_int(self.seed + _GAMMA) + d) for d in range(self.depth + 1)]
         self._length = self.t1 - self.t0
         self._n = 1 << self.depth
         self._tol = 1e-9 * max(1.0, self._length)
@@ -251,6 +261,12 @@ class BrownianPath(BrownianSource):
         if value is not None:
             cache.move_to_end(n)
             return value
+        if not self.levy_area and self._is_deep(n):
+            value = self._deep([n])[0]
+            cache[n] = value
+            if len(cache) > self.cache_size:
+                cache.popitem(last=False)
+            return value
         # Descend from the root: the bracket (a, b) halves until its midpoint is n.
         a, b, va, vb, level = 0, self._n, self._zero, self._root, 1
         while True:
@@ -270,6 +286,78 @@ class BrownianPath(BrownianSource):
             else:
                 a, va = m, value
             level += 1
+
+    def _is_deep(self, n: int) -> bool:
+        return 0 < n < self._n and self.depth - ((n & -n).bit_length() - 1) > _TREE_LEVEL
+
+    def _deep(self, ns) -> torch.Tensor:
+        """``W`` at points deeper than ``_TREE_LEVEL``, summed in one vectorised pass (Lévy–Ciesielski).
+
+        Unrolling the bridge recursion from the level-``_BRACKET_LEVEL`` bracket
+        ``(a, b)`` of ``n`` (tree nodes, cached) gives ``W(n) = W(a) + (n - a)/(b - a)
+        (W(b) - W(a)) + Σ_l s_l φ_l(n) z_l`` over the nodes ``l`` of the descent,
+        ``s_l`` the node's bridge standard deviation and ``φ_l`` its hat function
+        (1 at the node, 0 at its bracket's ends). The ``z_l`` are the nodes' own
+        normals, so this is the same path as the node-by-node descent (to
+        round-off), at one hash of ``(points, levels, *shape)`` instead of one per
+        node. Every point's value goes through the same element-wise operations
+        and a cumulative sum over its levels (in order; padding adds exact zeros),
+        so it does not depend on the batch, the cache, the query order or which
+        other points share the pass. Returns ``(len(ns), *shape)`` float64.
+        """
+        shift = self.depth - min(_BRACKET_LEVEL, self.depth)
+        prefix, depth = self._level_keys, self.depth
+        keys, coefs, left, right, fracs = [], [], [], [], []
+        for n in ns:
+            a = (n >> shift) << shift
+            b = a + (1 << shift)
+            left.append(self._node(a))
+            right.append(self._node(b))
+            fracs.append((n - a) / (b - a))
+            row_k, row_c = [], []
+            lo, hi, level = a, b, depth - shift + 1
+            while True:
+                m = (lo + hi) >> 1
+                row_k.append(_signed(_mix64_int(prefix[level] + (m >> (depth - level)))))
+                row_c.append(math.sqrt(self._length * 2.0 ** (1 - level) / 4) * (1.0 - abs(n - m) / ((hi - lo) >> 1)))
+                if m == n:
+                    break
+                lo, hi = (lo, m) if n < m else (m, hi)
+                level += 1
+            self._nodes_made += len(row_k)
+            keys.append(row_k)
+            coefs.append(row_c)
+        width = max(map(len, keys))
+        keys = [k + [0] * (width - len(k)) for k in keys]
+        coefs = [c + [0.0] * (width - len(c)) for c in coefs]
+        view = (len(ns), width) + (1,) * len(self.shape)
+        z = _normal(torch.tensor(keys, dtype=torch.int64, device=self.device).view(view), self._base)
+        detail = z.mul_(torch.tensor(coefs, dtype=torch.float64, device=self.device).view(view)).cumsum_(1)[:, -1]
+        va, vb = torch.stack(left), torch.stack(right)
+        frac = torch.tensor(fracs, dtype=torch.float64, device=self.device).view(view[:1] + view[2:])
+        return vb.sub_(va).mul_(frac).add_(va).add_(detail)
+
+    def _prefetch(self, s: float, t: float, nt: int) -> None:
+        """On a sweep (this query starts where the last ended), draw the next few grid points' deep
+        values together with ``W(t)``: one pass instead of one per query. Values do not depend on it."""
+        cache = self._cache
+        if nt in cache or not self._is_deep(nt):
+            return
+        ns = [nt]
+        if self._last == s and t > s:
+            budget = max(1, min(_PREFETCH, self.cache_size // 2, (1 << 18) // max(1, self._numel * self.depth)))
+            h = t - s
+            for j in range(1, budget):
+                u = t + j * h
+                if u > self.t1:
+                    break
+                n = self._index(u, "t")
+                if self._is_deep(n) and n not in cache:
+                    ns.append(n)
+        for n, value in zip(ns, self._deep(ns).unbind(0)):
+            cache[n] = value
+        while len(cache) > self.cache_size:
+            cache.popitem(last=False)
 
     def _bridge(self, d: int, k: int, left, right):
         """Draw node (d, k) (k odd) given its neighbours at distance ``h/2`` on each side."""
@@ -297,10 +385,11 @@ class BrownianPath(BrownianSource):
         ns, nt = self._indices(s, t)
         if ns == nt:
             return torch.zeros(self.shape, dtype=self.dtype, device=self.device)
-        vs, vt = self._node(ns), self._node(nt)
         if self.levy_area:
-            vs, vt = vs[0], vt[0]
-        return (vt - vs).to(self.dtype)
+            return (self._node(nt)[0] - self._node(ns)[0]).to(self.dtype)
+        self._prefetch(float(s), float(t), nt)
+        self._last = float(t)
+        return (self._node(nt) - self._node(ns)).to(self.dtype)
 
     __call__ = increment
 
