@@ -1,4 +1,5 @@
-"""Case 6 worker: peak memory of one solve that saves a trajectory, in a fresh process.
+"""Case 6 worker: peak memory of one solve that saves a trajectory, or of one gradient through a long
+solve (plain backprop against ``checkpoint=True``), in a fresh process.
 
 ``python -m benchmarks._memory CONTENDER SHAPE SAVES DEVICE`` prints one JSON
 object. A fresh process per measurement, because what is measured on CPU is
@@ -26,6 +27,7 @@ import solvers
 from ._sde_cases import H, Diagonal, TorchsdeDiagonal
 
 CONTENDERS = ("solvers EulerMaruyama", "torchsde euler (default BM)")
+GRAD_CONTENDERS = ("sdeint EM, backprop", "sdeint EM, backprop, checkpoint=True")
 
 
 def _status_kib(key):
@@ -37,6 +39,12 @@ def _status_kib(key):
 
 
 def _solve(contender, x0, saves):
+    if contender in GRAD_CONTENDERS:  # `saves` is the number of steps; one gradient of the end state
+        x0 = x0.clone().requires_grad_(True)
+        out = solvers.sdeint(Diagonal(), x0, [0.0, saves * H], solvers.EulerMaruyama(), dt=H, seed=0,
+                             checkpoint=True if contender == GRAD_CONTENDERS[1] else None)
+        out[-1].square().sum().backward()
+        return x0.grad
     ts = [k * H for k in range(saves)]  # one step of H between consecutive saves
     if contender == CONTENDERS[0]:
         return solvers.sdeint(Diagonal(), x0, ts, solvers.EulerMaruyama(), dt=H)
@@ -49,8 +57,8 @@ def _solve(contender, x0, saves):
 
 def measure(contender, shape, saves, device="cpu"):
     """Peak extra memory (bytes) and time of one solve of ``contender`` saving ``saves`` states."""
-    if contender not in CONTENDERS:
-        raise ValueError(f"contender: expected one of {CONTENDERS}, got {contender!r}")
+    if contender not in CONTENDERS + GRAD_CONTENDERS:
+        raise ValueError(f"contender: expected one of {CONTENDERS + GRAD_CONTENDERS}, got {contender!r}")
     torch.set_num_threads(1)
     _solve(contender, torch.ones((2, 3), device=device), 3)  # load lazy code paths on a tiny problem
     x0 = torch.ones(shape, device=device)

@@ -14,6 +14,7 @@ import solvers
 from mrdiffusion import haar
 
 from ._memory import CONTENDERS as MEMORY_CONTENDERS
+from ._memory import GRAD_CONTENDERS
 from ._memory import measure
 from ._sde_cases import Additive
 from ._timing import Row, rows_from_times, skipped
@@ -154,6 +155,45 @@ def multires_rows(batch, steps_per_level, timer):
                            notes={ref: "Euler–Maruyama, OU, equal time per level"})
 
 
+def _measure_all(names, shape, n, device, fresh_process, env=None):
+    """``{name: measure(name, shape, n, device)}``, each in a fresh process unless ``fresh_process=False``."""
+    results = {}
+    env = dict(os.environ, **(env or {}),
+               PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    for name in names:
+        if not fresh_process:
+            results[name] = measure(name, tuple(shape), n, device)
+            results[name]["method"] += " (in-process)"
+            continue
+        proc = subprocess.run([sys.executable, "-m", "benchmarks._memory", name, json.dumps(list(shape)),
+                               str(n), str(device)], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"memory worker for {name!r} failed:\n{proc.stderr[-2000:]}")
+        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return results
+
+
+def grad_memory_rows(shape, steps, device, fresh_process=True):
+    """Case 6b: peak memory of one gradient through ``steps`` Euler–Maruyama steps, plain backprop against
+    ``checkpoint=True`` (√steps segments, each recomputed in the backward pass).
+
+    The workers run with ``MALLOC_MMAP_THRESHOLD_=4096``: every tensor of a page or more is its own
+    mapping, returned to the system when freed, so the peak resident set follows the live tensors.
+    Without it, glibc keeps the heap that a long run of short-lived tensors fragmented (interleaved
+    with the autograd graph's small allocations), and the peak RSS grows with the steps for both.
+    """
+    names = GRAD_CONTENDERS
+    results = _measure_all(names, shape, steps, device, fresh_process, env={"MALLOC_MMAP_THRESHOLD_": "4096"})
+    ours = results[names[1]]["peak_growth_bytes"]
+    size = f"{tuple(shape)}, {steps} steps, gradient w.r.t. x0"
+    return [Row("Peak memory, gradient through a solve", size, name, res["peak_growth_bytes"],
+                res["peak_growth_bytes"] / ours if ours else None, name == names[1],
+                note=f"{res['method']}, MALLOC_MMAP_THRESHOLD_=4096; {res['seconds']:.2f} s forward + backward, "
+                     f"one fresh process",
+                device=str(device), extra=res, unit="B") for name, res in results.items()]
+
+
 def memory_rows(shape, saves, device, fresh_process=True):
     """Case 6: peak memory of a solve that saves ``saves`` states, each contender in a fresh process
     (``fresh_process=False``: in this one, a smoke test of the code only)."""
@@ -162,19 +202,7 @@ def memory_rows(shape, saves, device, fresh_process=True):
         numel *= n
     size = f"{tuple(shape)}, {saves} saved states"
     minimum = saves * numel * 4
-    results = {}
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
-    for name in MEMORY_CONTENDERS:
-        if not fresh_process:
-            results[name] = measure(name, tuple(shape), saves, device)
-            results[name]["method"] += " (in-process)"
-            continue
-        proc = subprocess.run([sys.executable, "-m", "benchmarks._memory", name, json.dumps(list(shape)),
-                               str(saves), str(device)], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=600)
-        if proc.returncode != 0:
-            raise RuntimeError(f"memory worker for {name!r} failed:\n{proc.stderr[-2000:]}")
-        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = _measure_all(MEMORY_CONTENDERS, shape, saves, device, fresh_process)
     ours = results[MEMORY_CONTENDERS[0]]["peak_growth_bytes"]
     rows = []
     for name, res in results.items():

@@ -225,4 +225,40 @@ def brownian_rows(shapes, steps, timer):
                                 targets={"torchsde BrownianInterval (default)": one,
                                                   "torchsde BrownianInterval(dt)": one},
                                 notes={"solvers BrownianPath": "counter-based, float64 inside"})
+        rows += path_em_rows(shape, steps, timer)
     return rows
+
+
+def path_em_rows(shape, steps, timer):
+    """Euler–Maruyama through ``solvers.sdeint`` on a reproducible path, h = 1e-3 (a non-dyadic grid):
+    our BrownianPath against torchsde's BrownianInterval(dt) in the same driver, and torchsde itself."""
+    import torchsde
+
+    device, diag, em = timer.device, Diagonal(), solvers.EulerMaruyama()
+    flat = (shape[0], math.prod(shape[1:]))
+    x0 = torch.ones(shape, device=device)
+
+    def make(n):
+        t1 = n * H
+
+        def ours():
+            path = solvers.BrownianPath(shape, 0.0, t1, seed=0, dtype=torch.float32, device=device)
+            return solvers.sdeint(diag, x0, [0.0, t1], em, dt=H, brownian=path)
+
+        def interval():
+            bm = torchsde.BrownianInterval(t0=0.0, t1=t1, size=shape, dtype=torch.float32, device=device, dt=H)
+            return solvers.sdeint(diag, x0, [0.0, t1], em, dt=H, brownian=bm)
+
+        return {"sdeint EM + solvers BrownianPath": ours,
+                "sdeint EM + torchsde BrownianInterval(dt)": interval,
+                "torchsde euler + BrownianInterval(dt)": lambda: _torchsde_solve(TorchsdeDiagonal(),
+                                                                                 x0.reshape(flat), n, "euler", H,
+                                                                                 False)}
+
+    one = ("≥ 1×", 1.0)
+    return _timed_rows("SDE Euler–Maruyama on a path, h=1e-3", f"{shape}, {steps} steps", make, steps,
+                       "sdeint EM + solvers BrownianPath", timer,
+                       targets={"sdeint EM + torchsde BrownianInterval(dt)": one,
+                                "torchsde euler + BrownianInterval(dt)": one},
+                       notes={"sdeint EM + solvers BrownianPath": "W(t) a function of (seed, t, sample, element)",
+                              "sdeint EM + torchsde BrownianInterval(dt)": "same driver, torchsde's path"})

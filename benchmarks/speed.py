@@ -9,9 +9,11 @@ table next to it (``.md``, also printed) and a bar plot of the ratios (``.png``)
 
 Cases: (1) fixed-grid SDE sampling — Euler–Maruyama against a hand-written
 loop and torchsde, Heun and SRA1 against torchsde; (2) reproducible Brownian
-path queries; (3) ODEs against torchdiffeq; (4) Haar transforms against
-PyWavelets and ptwt; (5) multi-resolution against single-resolution sampling;
-(6) peak memory of a saved trajectory. The two largest SDE states run fewer
+path queries, and Euler–Maruyama on such a path at h = 1e-3; (3) ODEs against
+torchdiffeq; (4) Haar transforms against PyWavelets and ptwt; (5)
+multi-resolution against single-resolution sampling; (6) peak memory of a
+saved trajectory, and of one gradient through 10^4 steps with and without
+``checkpoint=True``. The two largest SDE states run fewer
 steps (same step size) so that the suite fits in ten minutes; ratios are per
 solve of the listed length, so per step.
 """
@@ -43,6 +45,7 @@ class Sizes:
     haar: tuple  # (batch, size)
     multires: tuple  # (batch, steps per level)
     memory: tuple  # (shape, saves)
+    grad_memory: tuple = ((16, 1024), 10_000)  # (shape, steps): one gradient, plain vs checkpointed
     repeats: int = 5
     compile: bool = True  # time the opt-in torch.compile fast path (compiles take seconds)
     collect: bool = True  # a full garbage collection before each comparison (~0.3 s each)
@@ -59,6 +62,7 @@ QUICK = Sizes(sde_shapes=(((1, 1), 200), ((100, 10), 200), ((1000, 10), 100), ((
               ode=(256, 16, 50), haar=(8, 256), multires=(64, 16), memory=((64, 3, 32, 32), 100), compile=False)
 SMOKE = Sizes(sde_shapes=(((1, 1), 5), ((4, 3), 5), ((2, 3, 4, 4), 5)), brownian_shapes=((2, 3),),
               brownian_steps=5, ode=(4, 3, 5), haar=(1, 32), multires=(2, 1), memory=((2, 3, 4, 4), 5),
+              grad_memory=((2, 3), 16),
               repeats=5, compile=False, collect=False, fresh_process=False)
 MODES = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
 
@@ -99,7 +103,8 @@ def run(mode="full", device=None, out=None, threads=1, cases=CASES, sizes=None, 
             "ode": lambda: other.ode_rows(*sz.ode, timer),
             "haar": lambda: other.haar_rows(*sz.haar, timer),
             "multires": lambda: other.multires_rows(*sz.multires, timer),
-            "memory": lambda: other.memory_rows(*sz.memory, dev, sz.fresh_process),
+            "memory": lambda: (other.memory_rows(*sz.memory, dev, sz.fresh_process)
+                               + other.grad_memory_rows(*sz.grad_memory, dev, sz.fresh_process)),
         }
         for name in cases:
             t0 = time.perf_counter()

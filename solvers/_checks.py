@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
 
 from ._brownian import as_brownian
 
-__all__ = ["as_times", "broadcasts_to", "probe", "grid", "check_source"]
+__all__ = ["as_times", "broadcasts_to", "probe", "grid", "check_source", "noise_type", "check_scheme"]
+
+
+def noise_type(sde):
+    """The SDE's noise type (``noise_type``, torchsde's name, or ``noise``); ``None`` for an ODE."""
+    return getattr(sde, "noise_type", getattr(sde, "noise", "diagonal"))
+
+
+def check_scheme(solver, sde, shape):
+    """``solver.check(sde, shape)`` (raises ``ValueError`` if the scheme cannot solve it), then the SDE in
+    the scheme's calculus (``solver.prepare``: an Itô <-> Stratonovich drift conversion where they differ)."""
+    try:
+        accepts_shape = len(inspect.signature(solver.check).parameters) >= 2
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        accepts_shape = False
+    if accepts_shape:
+        solver.check(sde, tuple(shape))
+    else:
+        solver.check(sde)
+    prepare = getattr(solver, "prepare", None)
+    return sde if prepare is None else prepare(sde)
 
 
 def as_times(ts, name="ts"):
@@ -52,7 +73,7 @@ def probe(sde, x, t0, where=""):
         got = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
         raise ValueError(f"sde.drift{where}: returned {got}, expected a tensor of the state's shape "
                          f"{tuple(x.shape)}")
-    noise = sde.noise
+    noise = noise_type(sde)
     if noise is None:
         return None, None, False, False, None
     g = sde.diffusion(t0, x)
@@ -98,7 +119,8 @@ def check_source(brownian, bshape, span, solver, where=""):
     except TypeError as err:
         raise ValueError(f"brownian{where}: {err}") from None
     shape = getattr(path, "shape", None)
-    if shape is not None and tuple(shape) != tuple(bshape):
+    scalar_column = len(bshape) == 1 and shape is not None and tuple(shape) == (*bshape, 1)  # torchsde's scalar
+    if shape is not None and tuple(shape) != tuple(bshape) and not scalar_column:
         raise ValueError(f"brownian{where}: has shape {tuple(shape)}, but this SDE needs increments of shape "
                          f"{tuple(bshape)}")
     t0, t1 = getattr(path, "t0", None), getattr(path, "t1", None)

@@ -16,7 +16,7 @@ import torch
 
 from ._base import Context, Scheme
 from ._brownian import BrownianPath, GridNoise
-from ._checks import as_times, check_source, grid, probe
+from ._checks import as_times, check_scheme, check_source, grid, noise_type, probe
 from ._guard import DivergenceError, Guard, ShapeChecked
 from ._reverse import ReversedBrownian, ReversedSDE
 from ._sde import as_sde
@@ -190,11 +190,8 @@ def integrate(schedule, x0: torch.Tensor, ts, solver: Scheme, *, dt: Optional[fl
         where = f" (stage {k})" if len(stages) > 1 else ""
         if k and st.embed is not None:
             x = st.embed(x)
-        solver.check(st.sde)
-        supports = getattr(solver, "supports", None)
-        if supports is not None:
-            supports(st.sde, tuple(x.shape))
-        bshape, bview, general, tensor_g, gshape = probe(st.sde, x, st.t_start, where)
+        sde = check_scheme(solver, st.sde, x.shape)  # before any work; the SDE in the scheme's calculus
+        bshape, bview, general, tensor_g, gshape = probe(sde, x, st.t_start, where)
         if bshape is not None and time_grad:
             raise ValueError("ts: gradients with respect to the times are defined for ODEs only (noise=None)")
         span = sorted((st.t_start, ends[k]))
@@ -203,8 +200,8 @@ def integrate(schedule, x0: torch.Tensor, ts, solver: Scheme, *, dt: Optional[fl
             src = check_source(src, bshape, span, solver, where)
             if sign < 0:
                 src = ReversedBrownian(src)
-        plans.append(dict(sde=st.sde if sign > 0 else ReversedSDE(st.sde), src=src, bshape=bshape, bview=bview,
-                          ctx=Context(st.sde.noise, general, tensor_g), gshape=gshape, shape=tuple(x.shape),
+        plans.append(dict(sde=sde if sign > 0 else ReversedSDE(sde), src=src, bshape=bshape, bview=bview,
+                          ctx=Context(noise_type(sde), general, tensor_g), gshape=gshape, shape=tuple(x.shape),
                           dtype=x.dtype))
     gen, user_gen = _own_generator(generator, seed, device, checkpoint is not None)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from ._brownian import BrownianSource
+from ._checks import noise_type
 
 __all__ = ["ReversedSDE", "ReversedBrownian"]
 
@@ -23,7 +24,7 @@ class ReversedSDE:
 
     def __init__(self, sde):
         self.sde = sde
-        self.noise = sde.noise
+        self.noise = self.noise_type = noise_type(sde)
         if hasattr(sde, "brownian_size"):
             self.brownian_size = sde.brownian_size
         if hasattr(sde, "linear"):
