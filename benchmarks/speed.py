@@ -59,7 +59,8 @@ FULL = Sizes(sde_shapes=(((1, 1), 1000), ((100, 10), 1000), ((1000, 10), 1000), 
 QUICK = Sizes(sde_shapes=(((1, 1), 200), ((100, 10), 200), ((1000, 10), 100), ((1000, 1000), 3),
                           ((64, 3, 32, 32), 10)),
               brownian_shapes=((1, 1), (100, 10)), brownian_steps=100,
-              ode=(256, 16, 50), haar=(8, 256), multires=(64, 16), memory=((64, 3, 32, 32), 100), compile=False)
+              ode=(256, 16, 50), haar=(8, 256), multires=(64, 16), memory=((64, 3, 32, 32), 100),
+              grad_memory=((16, 1024), 2500), compile=False)
 SMOKE = Sizes(sde_shapes=(((1, 1), 5), ((4, 3), 5), ((2, 3, 4, 4), 5)), brownian_shapes=((2, 3),),
               brownian_steps=5, ode=(4, 3, 5), haar=(1, 32), multires=(2, 1), memory=((2, 3, 4, 4), 5),
               grad_memory=((2, 3), 16),
