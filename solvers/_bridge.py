@@ -10,13 +10,16 @@ from ._sde import as_sde
 __all__ = ["odeint_torchdiffeq"]
 
 
-def odeint_torchdiffeq(ode, x0, ts, *, method="dopri5", rtol=1e-7, atol=1e-9, return_nfe=False, **options):
+def odeint_torchdiffeq(ode, x0: torch.Tensor, ts, *, method: str = "dopri5", rtol: float = 1e-7,
+                       atol: float = 1e-9, return_info: bool = False, return_nfe: bool = False, **options):
     """Solve ``dx/dt = drift(t, x)`` with :func:`torchdiffeq.odeint`.
 
     ``ode`` is anything :func:`solvers.sdeint` accepts; only its drift is used
     (so an SDE's probability-flow ODE object, or a plain ``func(t, y)``, works).
-    Returns ``(len(ts), *x0.shape)``, and the number of drift evaluations when
-    ``return_nfe=True``. Extra keyword arguments go to ``torchdiffeq.odeint``.
+    Returns ``(len(ts), *x0.shape)``; with ``return_info=True`` also a
+    :class:`~solvers.SolveInfo` whose ``nfe`` counts drift evaluations, as
+    :func:`solvers.sdeint` does (``return_nfe=True`` returns the bare count, kept
+    for older callers). Extra keyword arguments go to ``torchdiffeq.odeint``.
     """
     import torchdiffeq
 
@@ -30,4 +33,8 @@ def odeint_torchdiffeq(ode, x0, ts, *, method="dopri5", rtol=1e-7, atol=1e-9, re
 
     t_tensor = torch.tensor(times, dtype=x0.dtype, device=x0.device)
     out = torchdiffeq.odeint(func, x0, t_tensor, method=method, rtol=rtol, atol=atol, **options)
+    if return_info:
+        from ._integrate import SolveInfo
+
+        return out, SolveInfo(nfe=count[0])
     return (out, count[0]) if return_nfe else out
