@@ -147,3 +147,18 @@ def test_checkpointed_grid_noise_leaves_the_generator_as_a_plain_solve():
     b = solvers.sdeint(GBM(), x0, [0.0, 1.0], solvers.EulerMaruyama(), dt=0.01, generator=gen_b, checkpoint=True)
     b.sum().backward()
     assert torch.equal(a, b) and torch.equal(gen_a.get_state(), gen_b.get_state())
+
+
+def test_reverse_time_schedule_matches_stage_by_stage_solves():
+    """A schedule run from t = 1 down to 0 (stage starts decreasing) equals reverse-time sdeint per stage."""
+    path = solvers.BrownianPath((3, 1, 2, 2), 0.0, 1.0, seed=8, dtype=torch.float64)
+    up = lambda x: haar.embed(x, 1, 2)  # noqa: E731
+    stages = [solvers.Stage(1.0, OU()), solvers.Stage(0.5, GBM(0.2, 0.4), up, path)]
+    x0 = torch.ones(3, 1, 1, 1, dtype=torch.float64)
+    sol = solvers.integrate(stages, x0, [1.0, 0.75, 0.5, 0.0], solvers.EulerMaruyama(), dt=1 / 32, seed=1)
+    assert sol.stages == [0, 0, 1, 1] and sol.ys[-1].shape == (3, 1, 2, 2)
+    first = solvers.sdeint(OU(), x0, [1.0, 0.75, 0.5], solvers.EulerMaruyama(), dt=1 / 32, seed=1)
+    second = solvers.sdeint(GBM(0.2, 0.4), up(first[-1]), [0.5, 0.0], solvers.EulerMaruyama(), dt=1 / 32,
+                            brownian=path)
+    assert torch.equal(sol.ys[1], first[1]) and torch.equal(sol.ys[2], up(first[-1]))
+    assert torch.equal(sol.ys[3], second[-1])
