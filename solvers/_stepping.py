@@ -49,9 +49,15 @@ def _steps(x, grid, i0, i1, c, first=True, outs=None):
     every, callback, saves, sign = c["check_every"], c["callback"], c["saves"], c["sign"]
     step, guard, n = c["solver"].step, c["guard"], len(grid) - 1
     shape = x.shape
+    inc = noise.increment if noise is not None and not levy else None  # the common case, without a call
     for i in range(i0, i1):
         t, t_next = grid[i], grid[i + 1]
-        dW = _draw(noise, bview, levy, t, t_next)
+        if inc is not None:
+            dW = inc(t, t_next)
+            if bview is not None:
+                dW = dW.view(bview)
+        else:
+            dW = _draw(noise, bview, levy, t, t_next)
         x_new = step(checked if checked is not None and i % every == 0 else sde, t, t_next - t, x, dW, ctx)
         if x_new.shape != shape:
             raise ValueError(f"sde: the step at t={sign * t:g} changed the state's shape from {tuple(shape)} to "
