@@ -1,18 +1,25 @@
-"""The SDE protocol and adapters for torchsde- and torchdiffeq-style problems.
+"""The SDE protocol, the Itô ↔ Stratonovich drift conversion, and adapters for torchsde- and torchdiffeq-style problems.
 
 An SDE here is any object with
 
 ``drift(t, x)``
-    the Itô drift ``f(t, x)``, a tensor of ``x.shape``;
+    the drift ``f(t, x)``, a tensor of ``x.shape``;
 ``diffusion(t, x)``
     the diffusion ``g(t, x)``: of ``x.shape`` for ``"diagonal"``, ``"additive"``
     and ``"scalar"`` noise, of ``(*x.shape, m)`` for ``"general"`` noise (and for
     ``"additive"`` noise driven by ``m`` Brownian motions);
-``noise``
-    one of ``"diagonal"`` (``g ⊙ dW``, one Brownian motion per element),
+``noise_type``
+    one of ``"diagonal"`` (``g ⊙ dW``, one Brownian motion per element; ``g_i``
+    may depend on ``x_i`` only for the schemes that differentiate ``g``),
     ``"additive"`` (``g`` does not depend on ``x``), ``"scalar"`` (one Brownian
     motion per sample, ``g ⊙ dW_b``) or ``"general"`` (``Σ_k g[..., k] dW[b, k]``).
-    ``None`` marks an ODE.
+    ``None`` marks an ODE. The older name ``noise`` is still accepted (on
+    :class:`SDE` subclasses the two names always agree; duck-typed objects are
+    read through :func:`noise_type_of`, which prefers ``noise_type``).
+``sde_type``
+    ``"ito"`` (default) or ``"stratonovich"``: which integral ``g dW`` means.
+    A scheme of the other calculus steps the converted drift
+    ``f_Itô = f_Strat + ½ Σ_k (∂g_k/∂x) g_k`` (see :func:`with_sde_type`).
 
 ``t`` is passed as a Python float. Optional parts, used by the schemes that
 need them:
@@ -29,7 +36,8 @@ need them:
     exact ``Lam = ∫_s^t A(u) du`` and ``V = ∫_s^t exp(2 ∫_u^t A) du``; without
     it, ``A`` is frozen at the mid-step time (exact for constant ``A``).
 ``diffusion_derivative(t, x)``
-    ``∂g_i/∂x_i`` for :class:`~solvers.Milstein` (default: autograd).
+    ``∂g_i/∂x_i`` for :class:`~solvers.Milstein` on diagonal noise (default:
+    autograd).
 ``brownian_size``
     ``m`` for general noise (inferred from one call of ``diffusion`` if absent).
 """
@@ -39,8 +47,22 @@ from __future__ import annotations
 import torch
 
 NOISE_TYPES = ("diagonal", "additive", "scalar", "general")
+SDE_TYPES = ("ito", "stratonovich")
 
-__all__ = ["SDE", "NOISE_TYPES", "as_sde", "sde_from_functions"]
+__all__ = ["SDE", "NOISE_TYPES", "SDE_TYPES", "as_sde", "sde_from_functions", "noise_type_of", "sde_type_of",
+           "with_sde_type", "ito_correction", "diffusion_and_correction"]
+
+
+def noise_type_of(sde):
+    """The noise type of ``sde``: ``sde.noise_type``, else the older ``sde.noise``, else ``"diagonal"``."""
+    if hasattr(sde, "noise_type"):
+        return sde.noise_type
+    return getattr(sde, "noise", "diagonal")
+
+
+def sde_type_of(sde):
+    """``sde.sde_type`` (``"ito"`` when absent)."""
+    return getattr(sde, "sde_type", "ito")
 
 
 class SDE:
@@ -49,7 +71,7 @@ class SDE:
     Example::
 
         class OrnsteinUhlenbeck(solvers.SDE):
-            noise = "additive"
+            noise_type = "additive"
 
             def __init__(self, theta, sigma):
                 self.theta, self.sigma = theta, sigma
@@ -59,9 +81,29 @@ class SDE:
 
             def diffusion(self, t, x):
                 return torch.full_like(x, self.sigma)
+
+    ``noise`` is the older name of ``noise_type``; setting either (as a class
+    attribute or on an instance) sets both.
     """
 
+    noise_type = "diagonal"
     noise = "diagonal"
+    sde_type = "ito"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__
+        if "noise_type" in own and "noise" not in own:
+            cls.noise = own["noise_type"]
+        elif "noise" in own and "noise_type" not in own and _is_noise_type(own["noise"]):
+            cls.noise_type = own["noise"]
+
+    def __setattr__(self, name, value):
+        if name in ("noise", "noise_type") and _is_noise_type(value):
+            super().__setattr__("noise", value)
+            super().__setattr__("noise_type", value)
+        else:
+            super().__setattr__(name, value)
 
     def drift(self, t, x):  # pragma: no cover - interface
         raise NotImplementedError(f"{type(self).__name__} must define drift(t, x)")
@@ -70,10 +112,131 @@ class SDE:
         raise NotImplementedError(f"{type(self).__name__} must define diffusion(t, x)")
 
 
+def _is_noise_type(value):
+    return value is None or isinstance(value, str)
+
+
+# ----------------------------------------------------------------------------- derivatives of the diffusion
+
+
+def diffusion_and_correction(sde, t, x, noise_type):
+    """``(g, c)`` with ``c = Σ_k (∂g_k/∂x) g_k``, the term behind Milstein's correction and the
+    Itô ↔ Stratonovich drift conversion.
+
+    * ``"diagonal"``: ``c_i = g_i ∂g_i/∂x_i`` (``g_i`` a function of ``x_i``): from
+      ``sde.diffusion_derivative`` when defined, else one vector-Jacobian product;
+    * ``"scalar"``: ``c = J_g g``, one Jacobian-vector product;
+    * ``"general"``: ``c = Σ_k J_{g_k} g_k``, one Jacobian-vector product per Brownian motion;
+    * ``"additive"``: ``c = 0``.
+
+    The products come from :mod:`torch.func`, whose results carry the ordinary
+    autograd graph: gradients flow through ``c`` to ``x`` and to any parameter of
+    the diffusion, and a diffusion that does not depend on ``x`` gives ``c = 0``.
+    """
+    if noise_type == "additive":
+        g = sde.diffusion(t, x)
+        return g, torch.zeros_like(torch.as_tensor(g, dtype=x.dtype, device=x.device)).expand_as(x)
+
+    def g_of(z):
+        return sde.diffusion(t, z)
+
+    if noise_type == "diagonal":
+        if hasattr(sde, "diffusion_derivative"):
+            g = g_of(x)
+            return g, g * sde.diffusion_derivative(t, x)
+        g, vjp = torch.func.vjp(g_of, x)
+        (c,) = vjp(g)  # Σ_i g_i ∂g_i/∂x_j = g_j ∂g_j/∂x_j when g_i depends on x_i only
+        return g, c
+    g = g_of(x)
+    if noise_type == "scalar":
+        _, c = torch.func.jvp(g_of, (x,), (g,))
+        return g, c
+    if noise_type == "general":
+        c = torch.zeros_like(x)
+        for k in range(g.shape[-1]):
+            _, jg = torch.func.jvp(g_of, (x,), (g[..., k],))
+            c = c + jg[..., k]
+        return g, c
+    raise ValueError(f"noise_type: expected one of {NOISE_TYPES}, got {noise_type!r}")
+
+
+def ito_correction(sde, t, x, noise_type=None):
+    """``½ Σ_k (∂g_k/∂x) g_k``: Itô drift = Stratonovich drift + this (see :func:`diffusion_and_correction`)."""
+    noise_type = noise_type_of(sde) if noise_type is None else noise_type
+    return 0.5 * diffusion_and_correction(sde, t, x, noise_type)[1]
+
+
+class _ConvertedSDE(SDE):
+    """``sde`` with its drift rewritten for the other calculus (see :func:`with_sde_type`)."""
+
+    linear_only = False
+
+    def __init__(self, base, sde_type):
+        self.base = base
+        self.sde_type = sde_type
+        self.noise_type = noise_type_of(base)
+        self.sign = 1.0 if sde_type == "ito" else -1.0
+        for name in ("linear", "linear_transition", "brownian_size"):
+            if hasattr(base, name):
+                setattr(self, name, getattr(base, name))
+        if hasattr(base, "linear"):
+            self.nonlinear = self._nonlinear
+        if hasattr(base, "drift_part1") or hasattr(base, "drift_parts"):
+            self.drift_part1, self.drift_part2 = self._part1, self._part2
+
+    def _correction(self, t, x):
+        return (0.5 * self.sign) * diffusion_and_correction(self.base, t, x, self.noise_type)[1]
+
+    def drift(self, t, x):
+        return self.base.drift(t, x) + self._correction(t, x)
+
+    def diffusion(self, t, x):
+        return self.base.diffusion(t, x)
+
+    def _nonlinear(self, t, x):
+        if hasattr(self.base, "nonlinear"):
+            n = self.base.nonlinear(t, x)
+        elif getattr(self.base, "linear_only", False):
+            n = torch.zeros_like(x)
+        else:
+            a = self.base.linear(t)
+            n = self.base.drift(t, x) - (a.to(x) if isinstance(a, torch.Tensor) else a) * x
+        return n + self._correction(t, x)
+
+    def _part1(self, t, x):
+        f1 = self.base.drift_part1(t, x) if hasattr(self.base, "drift_part1") else self.base.drift_parts(t, x)[0]
+        return f1 + self._correction(t, x)
+
+    def _part2(self, t, x):
+        return self.base.drift_part2(t, x) if hasattr(self.base, "drift_part2") else self.base.drift_parts(t, x)[1]
+
+
+def with_sde_type(sde, sde_type):
+    """``sde`` rewritten as an ``sde_type`` SDE with the same solution.
+
+    ``f_Itô = f_Strat + ½ Σ_k (∂g_k/∂x) g_k`` and back; the diffusion is
+    unchanged. The derivative comes from autograd (:func:`diffusion_and_correction`),
+    so gradients flow through the converted drift. Additive noise and ODEs need
+    no conversion and are returned unchanged, as is an SDE already of ``sde_type``.
+    """
+    if sde_type not in SDE_TYPES:
+        raise ValueError(f"sde_type: expected one of {SDE_TYPES}, got {sde_type!r}")
+    if noise_type_of(sde) in (None, "additive") or sde_type_of(sde) == sde_type:
+        return sde
+    if isinstance(sde, _ConvertedSDE) and sde.base.sde_type == sde_type:
+        return sde.base
+    return _ConvertedSDE(sde, sde_type)
+
+
+# ----------------------------------------------------------------------------- plain functions
+
+
 class _FunctionSDE(SDE):
-    def __init__(self, drift, diffusion, noise, drift_parts=None, linear=None, brownian_size=None):
+    def __init__(self, drift, diffusion, noise_type, drift_parts=None, linear=None, brownian_size=None,
+                 sde_type="ito"):
         self._drift, self._diffusion = drift, diffusion
-        self.noise = noise
+        self.noise_type = noise_type
+        self.sde_type = sde_type
         if drift_parts is not None:
             self.drift_parts = drift_parts
         if linear is not None:
@@ -88,32 +251,74 @@ class _FunctionSDE(SDE):
         return self._diffusion(t, x)
 
 
-def sde_from_functions(drift, diffusion=None, noise="diagonal", *, drift_parts=None, linear=None,
-                       brownian_size=None):
+def sde_from_functions(drift, diffusion=None, noise_type="diagonal", *, drift_parts=None, linear=None,
+                       brownian_size=None, sde_type="ito", noise=None):
     """Build an SDE from plain functions ``drift(t, x)`` and ``diffusion(t, x)``.
 
-    With ``diffusion=None`` the result is an ODE (``noise=None``).
+    With ``diffusion=None`` the result is an ODE (``noise_type=None``). ``noise``
+    is the older name of ``noise_type``.
     """
+    if noise is not None:
+        noise_type = noise
     if diffusion is None:
-        noise = None
-    return _FunctionSDE(drift, diffusion, noise, drift_parts, linear, brownian_size)
+        noise_type = None
+    _check_types(noise_type, sde_type, "sde")
+    return _FunctionSDE(drift, diffusion, noise_type, drift_parts, linear, brownian_size, sde_type)
+
+
+def _check_types(noise_type, sde_type, what):
+    if noise_type is not None and noise_type not in NOISE_TYPES:
+        raise ValueError(f"{what}: noise_type={noise_type!r} is not one of {NOISE_TYPES} (or None for an ODE)")
+    if sde_type not in SDE_TYPES:
+        raise ValueError(f"{what}: sde_type={sde_type!r} is not one of {SDE_TYPES}")
+
+
+# ----------------------------------------------------------------------------- torchsde modules
 
 
 class _TorchsdeAdapter(SDE):
-    """Wraps a torchsde-style module (``f``, ``g``, ``noise_type``, ``sde_type``)."""
+    """Wraps a torchsde-style module: ``noise_type``, ``sde_type`` and the drift and diffusion as any of
+
+    * ``f(t, y)`` and ``g(t, y)``;
+    * ``forward(t, y)`` (the drift, called as ``module(t, y)``) and ``g`` or ``g_prod``;
+    * ``f_and_g(t, y) -> (f, g)`` (one call serves the drift and the diffusion of a step);
+    * ``g_prod(t, y, v)`` (``g·v``) instead of ``g``, with ``f``, ``forward`` or ``f_and_g_prod``;
+    * ``f_and_g_prod(t, y, v) -> (f, g·v)``.
+
+    ``g`` has torchsde's shapes: ``(batch, d)`` for diagonal noise, ``(batch, d, 1)``
+    for scalar noise, ``(batch, d, m)`` for general and additive noise. From a
+    ``g_prod`` alone the diffusion is recovered exactly as ``g_prod(t, y, e_k)``
+    for the unit vectors ``e_k`` (one call for diagonal and scalar noise, ``m``
+    for general noise, which then needs ``module.brownian_size`` = ``m``).
+    """
 
     def __init__(self, module):
-        sde_type = getattr(module, "sde_type", "ito")
-        if sde_type != "ito":
-            raise ValueError(f"sde: torchsde-style module has sde_type={sde_type!r}; only 'ito' is supported")
         noise_type = getattr(module, "noise_type", None)
+        sde_type = getattr(module, "sde_type", "ito")
         if noise_type not in NOISE_TYPES:
-            raise ValueError(f"sde: torchsde-style module has noise_type={noise_type!r}; "
-                             f"expected one of {NOISE_TYPES}")
+            raise ValueError(f"sde: torchsde-style module has noise_type={noise_type!r}; expected one of {NOISE_TYPES}")
+        _check_types(noise_type, sde_type, "sde")
+        has = {name: callable(getattr(module, name, None)) for name in
+               ("f", "g", "f_and_g", "g_prod", "f_and_g_prod", "forward")}
+        if not (has["f"] or has["f_and_g"] or has["f_and_g_prod"] or has["forward"]):
+            raise ValueError("sde: torchsde-style module defines no drift; expected f(t, y), forward(t, y), "
+                             "f_and_g(t, y) or f_and_g_prod(t, y, v)")
+        if not (has["g"] or has["f_and_g"] or has["g_prod"] or has["f_and_g_prod"]):
+            raise ValueError("sde: torchsde-style module defines no diffusion; expected g(t, y), f_and_g(t, y), "
+                             "g_prod(t, y, v) or f_and_g_prod(t, y, v)")
         self.module = module
-        self.noise = noise_type
+        self.noise_type = noise_type
+        self.sde_type = sde_type
+        self._has = has
+        if noise_type == "general" and not (has["g"] or has["f_and_g"]):
+            m = getattr(module, "brownian_size", None)
+            if not isinstance(m, int) or m < 1:
+                raise ValueError("sde: a general-noise module that gives only g_prod needs brownian_size = m "
+                                 "(the number of Brownian motions)")
+            self.brownian_size = m
         self._squeeze = noise_type == "scalar"  # torchsde's scalar g is (batch, d, 1)
         self._tcache = (None, None)
+        self._fg_cache = None  # (t, x, f, g) of the last f_and_g call
 
     def _t(self, t, x):
         key, val = self._tcache
@@ -122,18 +327,56 @@ class _TorchsdeAdapter(SDE):
             self._tcache = ((t, x.dtype, x.device), val)
         return val
 
+    def _f_and_g(self, t, x):
+        c = self._fg_cache
+        if c is not None and c[0] == t and c[1] is x:
+            return c[2], c[3]
+        f, g = self.module.f_and_g(self._t(t, x), x)
+        self._fg_cache = (t, x, f, g)
+        return f, g
+
+    def _g_prod(self, t, x, v):
+        if self._has["g_prod"]:
+            return self.module.g_prod(self._t(t, x), x, v)
+        return self.module.f_and_g_prod(self._t(t, x), x, v)[1]
+
     def drift(self, t, x):
-        return self.module.f(self._t(t, x), x)
+        if self._has["f"]:
+            return self.module.f(self._t(t, x), x)
+        if self._has["f_and_g"]:
+            return self._f_and_g(t, x)[0]
+        if self._has["forward"]:
+            return self.module(self._t(t, x), x)
+        return self.module.f_and_g_prod(self._t(t, x), x, self._unit(x, None))[0]
 
     def diffusion(self, t, x):
-        g = self.module.g(self._t(t, x), x)
-        return g.squeeze(-1) if self._squeeze else g
+        if self._has["g"]:
+            g = self.module.g(self._t(t, x), x)
+        elif self._has["f_and_g"]:
+            g = self._f_and_g(t, x)[1]
+        elif self.noise_type == "general":
+            g = torch.stack([self._g_prod(t, x, self._unit(x, k)) for k in range(self.brownian_size)], dim=-1)
+        else:
+            g = self._g_prod(t, x, self._unit(x, None))
+        return g.squeeze(-1) if self._squeeze and g.ndim == x.ndim + 1 else g
+
+    def _unit(self, x, k):
+        """The vector ``v`` with ``g_prod(t, x, v)`` = ``g`` (diagonal, scalar, additive) or ``g[..., k]``."""
+        if self.noise_type == "diagonal":
+            return torch.ones_like(x)
+        if self.noise_type == "scalar":
+            return x.new_ones((x.shape[0], 1))
+        m = getattr(self, "brownian_size", None) or getattr(self.module, "brownian_size", None) or 1
+        v = x.new_zeros((x.shape[0], m))
+        if k is not None:
+            v[:, k] = 1
+        return v
 
 
 class _ODEAdapter(SDE):
-    """Wraps a torchdiffeq-style ``func(t, y)`` as an ODE (``noise=None``)."""
+    """Wraps a torchdiffeq-style ``func(t, y)`` as an ODE (``noise_type=None``)."""
 
-    noise = None
+    noise_type = None
 
     def __init__(self, func):
         self.func = func
@@ -145,22 +388,29 @@ class _ODEAdapter(SDE):
         return None
 
 
+_TORCHSDE_PARTS = ("f", "g", "f_and_g", "g_prod", "f_and_g_prod")
+
+
 def as_sde(obj):
     """Return an object following the SDE protocol for ``obj``.
 
     Accepts an object with ``drift``/``diffusion`` (returned unchanged), a
-    torchsde-style module with ``f``/``g``/``noise_type``, or a plain callable
+    torchsde-style module (see :class:`_TorchsdeAdapter`: ``f``/``g``,
+    ``forward``/``g``, ``f_and_g``, ``g_prod``, ``f_and_g_prod``; any noise type,
+    ``sde_type`` ``"ito"`` or ``"stratonovich"``), or a plain callable
     ``func(t, y)`` (a torchdiffeq-style ODE).
     """
     if hasattr(obj, "drift"):
-        noise = getattr(obj, "noise", "diagonal")
-        if noise is not None and noise not in NOISE_TYPES:
-            raise ValueError(f"sde: noise={noise!r} is not one of {NOISE_TYPES} (or None for an ODE)")
-        if noise is not None and not hasattr(obj, "diffusion"):
-            raise ValueError(f"sde: {type(obj).__name__} has noise={noise!r} but no diffusion(t, x)")
+        noise_type = noise_type_of(obj)
+        _check_types(noise_type, sde_type_of(obj), "sde")
+        if noise_type is not None and not hasattr(obj, "diffusion"):
+            raise ValueError(f"sde: {type(obj).__name__} has noise_type={noise_type!r} but no diffusion(t, x)")
         return obj
-    if hasattr(obj, "f") and hasattr(obj, "g"):
+    if any(callable(getattr(obj, name, None)) for name in _TORCHSDE_PARTS):
         return _TorchsdeAdapter(obj)
+    if hasattr(obj, "noise_type") or hasattr(obj, "sde_type"):
+        raise ValueError(f"sde: {type(obj).__name__} declares noise_type/sde_type but defines no diffusion; "
+                         f"expected g(t, y), f_and_g(t, y) or g_prod(t, y, v)")
     if callable(obj):
         return _ODEAdapter(obj)
     raise ValueError(f"sde: expected an object with drift(t, x) and diffusion(t, x), a torchsde-style module "
