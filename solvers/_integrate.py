@@ -222,7 +222,8 @@ def sdeint(sde, x0, ts, solver, *, dt=None, brownian=None, adaptive=False, rtol=
     if adaptive and (rtol <= 0 or atol < 0):
         raise ValueError(f"rtol/atol: expected rtol > 0 and atol >= 0, got rtol={rtol}, atol={atol}")
     sde = as_sde(sde)
-    solver.check(sde)
+    solver.check(sde, tuple(x0.shape))
+    sde = solver.prepare(sde)
     bshape, bview, general, tensor_g = _probe(sde, x0, ts[0])
     noisy = bshape is not None
     ctx = Context(sde.noise, general, tensor_g)

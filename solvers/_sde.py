@@ -298,8 +298,8 @@ class _TorchsdeAdapter(SDE):
         if noise_type not in NOISE_TYPES:
             raise ValueError(f"sde: torchsde-style module has noise_type={noise_type!r}; expected one of {NOISE_TYPES}")
         _check_types(noise_type, sde_type, "sde")
-        has = {name: callable(getattr(module, name, None)) for name in
-               ("f", "g", "f_and_g", "g_prod", "f_and_g_prod", "forward")}
+        has = {name: callable(getattr(module, name, None)) for name in ("f", "g", "f_and_g", "g_prod", "f_and_g_prod")}
+        has["forward"] = _defines_forward(module)
         if not (has["f"] or has["f_and_g"] or has["f_and_g_prod"] or has["forward"]):
             raise ValueError("sde: torchsde-style module defines no drift; expected f(t, y), forward(t, y), "
                              "f_and_g(t, y) or f_and_g_prod(t, y, v)")
@@ -310,11 +310,12 @@ class _TorchsdeAdapter(SDE):
         self.noise_type = noise_type
         self.sde_type = sde_type
         self._has = has
-        if noise_type == "general" and not (has["g"] or has["f_and_g"]):
+        self._stacked = noise_type in ("general", "additive") and not (has["g"] or has["f_and_g"])
+        if self._stacked:
             m = getattr(module, "brownian_size", None)
             if not isinstance(m, int) or m < 1:
-                raise ValueError("sde: a general-noise module that gives only g_prod needs brownian_size = m "
-                                 "(the number of Brownian motions)")
+                raise ValueError(f"sde: a {noise_type}-noise module that gives only g_prod needs brownian_size = m "
+                                 f"(the number of Brownian motions)")
             self.brownian_size = m
         self._squeeze = noise_type == "scalar"  # torchsde's scalar g is (batch, d, 1)
         self._tcache = (None, None)
@@ -347,6 +348,7 @@ class _TorchsdeAdapter(SDE):
             return self._f_and_g(t, x)[0]
         if self._has["forward"]:
             return self.module(self._t(t, x), x)
+        # f_and_g_prod only: the drift part does not depend on v
         return self.module.f_and_g_prod(self._t(t, x), x, self._unit(x, None))[0]
 
     def diffusion(self, t, x):
@@ -354,14 +356,15 @@ class _TorchsdeAdapter(SDE):
             g = self.module.g(self._t(t, x), x)
         elif self._has["f_and_g"]:
             g = self._f_and_g(t, x)[1]
-        elif self.noise_type == "general":
+        elif self._stacked:
             g = torch.stack([self._g_prod(t, x, self._unit(x, k)) for k in range(self.brownian_size)], dim=-1)
         else:
             g = self._g_prod(t, x, self._unit(x, None))
         return g.squeeze(-1) if self._squeeze and g.ndim == x.ndim + 1 else g
 
     def _unit(self, x, k):
-        """The vector ``v`` with ``g_prod(t, x, v)`` = ``g`` (diagonal, scalar, additive) or ``g[..., k]``."""
+        """The vector ``v`` with ``g_prod(t, x, v)`` = ``g`` (diagonal, scalar) or ``g[..., k]`` (general,
+        additive)."""
         if self.noise_type == "diagonal":
             return torch.ones_like(x)
         if self.noise_type == "scalar":
@@ -389,6 +392,14 @@ class _ODEAdapter(SDE):
 
 
 _TORCHSDE_PARTS = ("f", "g", "f_and_g", "g_prod", "f_and_g_prod")
+
+
+def _defines_forward(obj):
+    """Whether ``obj`` defines its own ``forward`` (``nn.Module``'s placeholder does not count)."""
+    forward = getattr(type(obj), "forward", None)
+    if forward is None:
+        return False
+    return forward is not getattr(torch.nn.Module, "forward", None)
 
 
 def as_sde(obj):
