@@ -76,7 +76,10 @@ class Scheme:
                               marker base classes :class:`ItoScheme` / :class:`StratonovichScheme`
     ``strong_order``          strong order for the non-additive noise types it supports
     ``strong_order_additive`` strong order for additive noise (default: ``strong_order``)
+    ``strong_order_commutative`` strong order for diagonal and scalar noise (default: ``strong_order``),
+                              for schemes that reach a higher order on commutative noise than on general noise
     ``weak_order``            weak order
+    ``weak_order_additive``   weak order for additive noise (default: ``weak_order``)
     ``ode_order``             classical order on ODEs (``None``: does not solve ODEs)
     ``noise_treatment``       noise type → how the scheme treats it (its keys are ``noise_types``)
     ``needs_levy_area``       wants ``(dW, U)`` instead of ``dW``
@@ -90,7 +93,9 @@ class Scheme:
     sde_type: str | None = None
     strong_order: float | None = 0.5
     strong_order_additive: float | None = None
+    strong_order_commutative: float | None = None
     weak_order: float | None = 1.0
+    weak_order_additive: float | None = None
     ode_order: float | None = 1.0
     noise_treatment: dict = {}
     needs_levy_area: bool = False
@@ -118,7 +123,17 @@ class Scheme:
             return self.ode_order
         if noise == "additive" and self.strong_order_additive is not None:
             return self.strong_order_additive
+        if noise in ("diagonal", "scalar") and self.strong_order_commutative is not None:
+            return self.strong_order_commutative
         return self.strong_order
+
+    def weak_order_for(self, noise) -> float:
+        """The weak order to expect for a given noise type (``None``: ODE order)."""
+        if noise is None:
+            return self.ode_order
+        if noise == "additive" and self.weak_order_additive is not None:
+            return self.weak_order_additive
+        return self.weak_order
 
     # ------------------------------------------------------------------ stability
 

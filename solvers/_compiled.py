@@ -30,7 +30,8 @@ __all__ = ["Compiled"]
 
 _SNAP = 1e-10  # relative tolerance under which two step sizes count as the same (see Compiled.step)
 
-_DECLARED = ("sde_type", "strong_order", "strong_order_additive", "weak_order", "ode_order", "noise_treatment",
+_DECLARED = ("sde_type", "strong_order", "strong_order_additive", "strong_order_commutative", "weak_order", "weak_order_additive", "ode_order",
+             "noise_treatment",
              "needs_levy_area", "needs_linear", "uses_drift_split", "stability_formula", "ms_stability_formula",
              "drift_evals", "diffusion_evals")
 
@@ -67,6 +68,9 @@ class Compiled(Scheme):
 
     def order_for(self, noise) -> float:
         return self.scheme.order_for(noise)
+
+    def weak_order_for(self, noise) -> float:
+        return self.scheme.weak_order_for(noise)
 
     def incompatibility(self, sde, shape=None):
         return self.scheme.incompatibility(sde, shape)

@@ -15,7 +15,8 @@ class Heun(ItoScheme):
     ``+ g(t_n, X_n) ΔW`` for other noise types, which keeps the Itô limit
     (averaging ``g`` at the predictor would converge to the Stratonovich
     solution: that is :class:`~solvers.StratonovichHeun`): strong order 1/2
-    there. Weak order 1; on ODEs it is Heun's method, order 2, with
+    there. Weak order 1, and 2 for additive noise, where the scheme is Kloeden
+    and Platen's explicit order-2.0 weak scheme (§15.1); on ODEs it is Heun's method, order 2, with
     ``R(z) = 1 + z + z²/2``; mean-square factor on ``dX = λX dt + μX dW``:
     ``(1 + hλ + (hλ)²/2)² + (1 + hλ/2)² hμ²``. Reference: Kloeden & Platen
     (1992), §15.1; Rümelin, SIAM J. Numer. Anal. 19 (1982).
@@ -24,6 +25,7 @@ class Heun(ItoScheme):
     strong_order = 0.5
     strong_order_additive = 1.0
     weak_order = 1.0
+    weak_order_additive = 2.0
     ode_order = 2.0
     drift_evals = 2
     diffusion_evals = 2

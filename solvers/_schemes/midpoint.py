@@ -34,7 +34,6 @@ class StratonovichMidpoint(StratonovichScheme):
     }
     stability_formula = "1 + z + z²/2"
     ms_stability_formula = StratonovichHeun.ms_stability_formula
-    order_for = StratonovichHeun.order_for
     ms_stability_factor = StratonovichHeun.ms_stability_factor
 
     def stability_function(self, z):

@@ -22,7 +22,8 @@ class StratonovichHeun(StratonovichScheme):
     Averaging ``g`` at the predictor makes the limit the Stratonovich solution;
     an Itô SDE gets its drift converted first (:meth:`Scheme.prepare`). This is
     torchsde's ``method="heun"``. Strong order 1 for diagonal, scalar and
-    additive noise (commutative), 1/2 for general noise; weak order 1; ODE
+    additive noise (commutative), 1/2 for general noise; weak order 1 (2 for
+    additive noise, where it coincides with :class:`~solvers.Heun`); ODE
     order 2 with ``R(z) = 1 + z + z²/2``. Reference: Burrage, Burrage & Tian,
     Proc. R. Soc. A 460 (2004); Rümelin, SIAM J. Numer. Anal. 19 (1982).
     """
@@ -31,6 +32,7 @@ class StratonovichHeun(StratonovichScheme):
     strong_order_additive = 1.0
     strong_order_commutative = 1.0
     weak_order = 1.0
+    weak_order_additive = 2.0
     ode_order = 2.0
     drift_evals = 2
     diffusion_evals = 2
@@ -38,11 +40,6 @@ class StratonovichHeun(StratonovichScheme):
     stability_formula = "1 + z + z²/2"
     ms_stability_formula = ("P² + P hμ² + (1 + a)² hμ² + ¾ (hμ²)² < 1, a = hλ − hμ²/2, P = 1 + a + a²/2  "
                             "(Itô dX = λX dt + μX dW, drift converted)")
-
-    def order_for(self, noise):
-        if noise in ("diagonal", "scalar"):
-            return self.strong_order_commutative
-        return super().order_for(noise)
 
     def stability_function(self, z):
         return 1 + z + z * z / 2
