@@ -121,3 +121,14 @@ def test_bad_modules_are_refused_by_name():
     del gp.brownian_size
     with pytest.raises(ValueError, match="brownian_size"):
         solvers.as_sde(gp)
+
+
+def test_a_plain_module_with_forward_only_is_still_an_ode():
+    class Func(torch.nn.Module):  # torchdiffeq style: forward(t, y), no noise
+        def forward(self, t, y):
+            return -y
+
+    sde = solvers.as_sde(Func())
+    assert sde.noise_type is None
+    y = solvers.sdeint(Func(), torch.ones(2, 1, dtype=torch.float64), [0.0, 1.0], solvers.RK4(), dt=0.01)[-1]
+    assert abs(float(y[0, 0]) - torch.exp(torch.tensor(-1.0, dtype=torch.float64)).item()) < 1e-9
