@@ -200,7 +200,7 @@ class _ConvertedSDE(SDE):
         self.sde_type = sde_type
         self.noise_type = noise_type_of(base)
         self.sign = 1.0 if sde_type == "ito" else -1.0
-        for name in ("linear", "linear_transition", "brownian_size"):
+        for name in ("linear", "linear_transition", "brownian_size", "diffusion_derivative"):
             if hasattr(base, name):
                 setattr(self, name, getattr(base, name))
         if hasattr(base, "linear"):
