@@ -10,7 +10,7 @@ Example::
     import torch, solvers
 
     class GBM(solvers.SDE):
-        noise = "diagonal"
+        noise_type = "diagonal"
         def drift(self, t, x):
             return 0.5 * x
         def diffusion(self, t, x):
@@ -20,15 +20,16 @@ Example::
     xs = solvers.sdeint(GBM(), x0, [0.0, 1.0], solvers.Milstein(), dt=2**-8)
 """
 
-from ._base import Context, Scheme
+from ._base import Context, ItoScheme, Scheme, StratonovichScheme
 from ._bridge import odeint_torchdiffeq
 from ._brownian import BrownianPath, BrownianSource, GridNoise, RecordedNoise, TabulatedPath, as_brownian
 from ._compiled import Compiled
 from ._integrate import DivergenceError, Solution, SolveInfo, Stage, Step, integrate, sdeint
-from ._schemes import (RK4, SRA1, ButcherTableau, DriftImplicitEuler, EulerMaruyama, ExplicitRK,
-                       ExponentialEuler, Heun, Milstein, SRATableau, StochasticRungeKuttaAdditive,
-                       TwoStepEuler)
-from ._sde import NOISE_TYPES, SDE, as_sde, sde_from_functions
+from ._schemes import (RK4, SRA1, ButcherTableau, DerivativeFreeMilstein, DriftImplicitEuler, EulerMaruyama,
+                       ExplicitRK, ExponentialEuler, Heun, Milstein, SRATableau, StochasticRungeKuttaAdditive,
+                       StratonovichHeun, StratonovichMidpoint, TwoStepEuler)
+from ._sde import (NOISE_TYPES, SDE, SDE_TYPES, as_sde, diffusion_and_correction, noise_type_of,
+                   sde_from_functions, with_sde_type)
 
 SCHEMES = {
     "EulerMaruyama": EulerMaruyama,
@@ -44,10 +45,12 @@ SCHEMES = {
 
 __all__ = [
     "sdeint", "integrate", "Stage", "Solution", "Step", "odeint_torchdiffeq", "SolveInfo", "DivergenceError",
-    "SDE", "NOISE_TYPES", "as_sde", "sde_from_functions",
+    "SDE", "NOISE_TYPES", "SDE_TYPES", "as_sde", "sde_from_functions", "noise_type_of", "with_sde_type",
+    "diffusion_and_correction",
     "BrownianSource", "BrownianPath", "GridNoise", "TabulatedPath", "RecordedNoise", "as_brownian",
-    "Scheme", "Context",
+    "Scheme", "ItoScheme", "StratonovichScheme", "Context",
     "EulerMaruyama", "TwoStepEuler", "Heun", "Milstein", "SRA1", "ExponentialEuler",
     "DriftImplicitEuler", "RK4", "ExplicitRK", "ButcherTableau", "SRATableau",
-    "StochasticRungeKuttaAdditive", "Compiled", "SCHEMES",
+    "StochasticRungeKuttaAdditive", "DerivativeFreeMilstein", "StratonovichHeun", "StratonovichMidpoint",
+    "Compiled", "SCHEMES",
 ]

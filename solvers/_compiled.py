@@ -30,8 +30,10 @@ __all__ = ["Compiled"]
 
 _SNAP = 1e-10  # relative tolerance under which two step sizes count as the same (see Compiled.step)
 
-_DECLARED = ("strong_order", "strong_order_additive", "weak_order", "ode_order", "noise_types",
-             "needs_levy_area", "needs_linear", "drift_evals", "diffusion_evals")
+_DECLARED = ("sde_type", "strong_order", "strong_order_additive", "strong_order_commutative", "weak_order", "weak_order_additive", "ode_order",
+             "noise_treatment",
+             "needs_levy_area", "needs_linear", "uses_drift_split", "stability_formula", "ms_stability_formula",
+             "drift_evals", "diffusion_evals")
 
 
 class Compiled(Scheme):
@@ -68,8 +70,20 @@ class Compiled(Scheme):
     def order_for(self, noise) -> float:
         return self.scheme.order_for(noise)
 
-    def check(self, sde) -> None:
-        self.scheme.check(sde)
+    def weak_order_for(self, noise) -> float:
+        return self.scheme.weak_order_for(noise)
+
+    def incompatibility(self, sde, shape=None):
+        return self.scheme.incompatibility(sde, shape)
+
+    def prepare(self, sde):
+        return self.scheme.prepare(sde)
+
+    def stability_function(self, z):
+        return self.scheme.stability_function(z)
+
+    def ms_stability_factor(self, hl, hmu2):
+        return self.scheme.ms_stability_factor(hl, hmu2)
 
     def step(self, sde, t, h, x, dW, ctx):
         if self._step is None:

@@ -19,7 +19,7 @@ import solvers
 
 from .config import _fmt_dt
 from .report import EXACT, by_solver
-from .stability import CLOSED_FORMS, MS_CLOSED_FORMS, amplification, ms_factor
+from .stability import amplification, ms_factor
 
 __all__ = ["write_plots", "solver_style"]
 
@@ -235,16 +235,17 @@ def plot_stability(plt, out, config):
     X, Y = np.meshgrid(x, y)
     Z = torch.complex(torch.tensor(X.ravel()), torch.tensor(Y.ravel()))
     for ax, name in zip(axes.ravel(), names):
-        R = amplification(solvers.SCHEMES[name](), Z).abs().numpy().reshape(X.shape)
+        scheme = solvers.SCHEMES[name]()
+        R = amplification(scheme, Z).abs().numpy().reshape(X.shape)
         st = solver_style(name)
         ax.contourf(X, Y, (R <= 1).astype(float), levels=[0.5, 1.5], colors=[st["color"]], alpha=0.35)
         ax.contour(X, Y, R, levels=[1.0], colors=[st["color"]], linewidths=1.5)
-        closed = np.abs(CLOSED_FORMS[name][1](Z).numpy().reshape(X.shape))
+        closed = np.abs(scheme.stability_function(Z).numpy().reshape(X.shape))
         ax.contour(X, Y, closed, levels=[1.0], colors="k", linewidths=1.0, linestyles="dashed")
         ax.axhline(0, color="0.4", lw=0.6)
         ax.axvline(0, color="0.4", lw=0.6)
         ax.set_aspect("equal")
-        form, _, note = CLOSED_FORMS[name][0].partition("  (")
+        form, _, note = scheme.stability_formula.partition("  (")
         note = ("ODE only" if name == "RK4" else "") + (note.rstrip(")") if note else "")
         ax.set_title(f"{name}{' (' + note + ')' if note else ''}\nR(z) = {form}", fontsize=9)
         ax.set_xlabel("Re(hλ)")
@@ -256,14 +257,15 @@ def plot_stability(plt, out, config):
     handles = []
     for name, color in (("EulerMaruyama", solver_style("EulerMaruyama")["color"]),
                         ("DriftImplicitEuler", solver_style("DriftImplicitEuler")["color"])):
-        G = ms_factor(solvers.SCHEMES[name](), A.ravel(), B.ravel()).numpy().reshape(A.shape)
+        scheme = solvers.SCHEMES[name]()
+        G = ms_factor(scheme, A.ravel(), B.ravel()).numpy().reshape(A.shape)
         ax.contourf(A, B, (G < 1).astype(float), levels=[0.5, 1.5], colors=[color], alpha=0.3)
         ax.contour(A, B, G, levels=[1.0], colors=[color], linewidths=1.5)
         with np.errstate(divide="ignore", invalid="ignore"):
-            closed = MS_CLOSED_FORMS[name][1](A, B)
+            closed = scheme.ms_stability_factor(A, B)
         ax.contour(A, B, closed, levels=[1.0], colors="k", linewidths=1.0, linestyles="dashed")
         handles.append(plt.Rectangle((0, 0), 1, 1, color=color, alpha=0.45,
-                                     label=f"{name}: {MS_CLOSED_FORMS[name][0]}"))
+                                     label=f"{name}: {scheme.ms_stability_formula}"))
     handles.append(plt.Line2D([], [], color="k", ls="--", label="closed form boundary"))
     ax.set_xlabel("hλ (drift, real)")
     ax.set_ylabel("hμ² (noise)")

@@ -10,7 +10,7 @@ import numpy as np
 import solvers
 
 from .config import _fmt_dt
-from .stability import CLOSED_FORMS, real_stability_interval
+from .stability import real_stability_interval
 
 __all__ = ["fit_order", "largest_stable_dt", "write_report", "by_solver"]
 
@@ -256,7 +256,7 @@ def write_report(out, config, records, references, crosschecks, meta, ws):
               "- `sample_paths.png`: sample paths of one coefficient per band with the exact ±2 std envelope.",
               "- `band_images.png`: one sample's Haar bands over time, each reconstructed on the finest grid.",
               "", "Linear stability factors R(z), z = hλ: "
-              + "; ".join(f"{s}: {CLOSED_FORMS[s][0]}" for s in solvers.SCHEMES), ""]
+              + "; ".join(f"{s}: {cls().stability_formula}" for s, cls in solvers.SCHEMES.items()), ""]
     text = "\n".join(parts)
     from .study import atomic_write
 

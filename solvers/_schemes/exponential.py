@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from .._base import Scheme
+from .._base import ItoScheme, exp_
+from .euler import NOISE_AS_INCREMENT
 
 
 def phi1(z):
@@ -22,7 +23,7 @@ def _sqrt(z):
     return torch.sqrt(z) if isinstance(z, torch.Tensor) else math.sqrt(z)
 
 
-class ExponentialEuler(Scheme):
+class ExponentialEuler(ItoScheme):
     r"""Exponential Euler (stochastic exponential time differencing) for ``f = A(t) x + N(t, x)``.
 
     With ``Λ = ∫_t^{t+h} A`` and ``V = ∫_t^{t+h} exp(2∫_u^{t+h} A) du``:
@@ -51,6 +52,19 @@ class ExponentialEuler(Scheme):
     weak_order = 1.0
     ode_order = 1.0
     needs_linear = True
+    noise_treatment = {k: f"√(V/h) · ({v})" for k, v in NOISE_AS_INCREMENT.items()}
+    stability_formula = "exp(z)  (A-stable)"
+    ms_stability_formula = "e^{2hλ} + φ₁(2hλ) hμ² < 1  (λ the declared linear part)"
+
+    def stability_function(self, z):
+        """``R(z) = e^z``: the linear part (here all of ``λ``) is integrated exactly."""
+        return exp_(z)
+
+    def ms_stability_factor(self, hl, hmu2):
+        """``e^{2hλ} + φ₁(2hλ) hμ²`` with ``φ₁(z) = (e^z − 1)/z``: the noise is scaled by ``√(V/h)``,
+        ``V = h φ₁(2hλ)``."""
+        z = 2 * hl
+        return exp_(z) + (exp_(z) - 1) / z * hmu2
 
     def step(self, sde, t, h, x, dW, ctx):
         if hasattr(sde, "linear_transition"):

@@ -1,7 +1,8 @@
-from .._base import Scheme
+from .._base import ItoScheme
+from .euler import NOISE_AS_INCREMENT
 
 
-class Heun(Scheme):
+class Heun(ItoScheme):
     r"""Stochastic Heun (improved Euler) for Itô SDEs.
 
     Predictor ``X̃ = X_n + h f(t_n, X_n) + g(t_n, X_n) ΔW``, then
@@ -13,17 +14,31 @@ class Heun(Scheme):
     for additive noise (trapezoidal in drift and diffusion: strong order 1), and
     ``+ g(t_n, X_n) ΔW`` for other noise types, which keeps the Itô limit
     (averaging ``g`` at the predictor would converge to the Stratonovich
-    solution): strong order 1/2 there. Weak order 1; on ODEs it is Heun's
-    method, order 2. Reference: Kloeden & Platen (1992), §15.1; Rümelin,
-    SIAM J. Numer. Anal. 19 (1982).
+    solution: that is :class:`~solvers.StratonovichHeun`): strong order 1/2
+    there. Weak order 1, and 2 for additive noise, where the scheme is Kloeden
+    and Platen's explicit order-2.0 weak scheme (§15.1); on ODEs it is Heun's method, order 2, with
+    ``R(z) = 1 + z + z²/2``; mean-square factor on ``dX = λX dt + μX dW``:
+    ``(1 + hλ + (hλ)²/2)² + (1 + hλ/2)² hμ²``. Reference: Kloeden & Platen
+    (1992), §15.1; Rümelin, SIAM J. Numer. Anal. 19 (1982).
     """
 
     strong_order = 0.5
     strong_order_additive = 1.0
     weak_order = 1.0
+    weak_order_additive = 2.0
     ode_order = 2.0
     drift_evals = 2
     diffusion_evals = 2
+    noise_treatment = dict(NOISE_AS_INCREMENT,
+                           additive="½[g(t_n) + g(t_{n+1})] ΔW, trapezoidal (strong order 1)")
+    stability_formula = "1 + z + z²/2"
+    ms_stability_formula = "(1 + hλ + (hλ)²/2)² + (1 + hλ/2)² hμ² < 1"
+
+    def stability_function(self, z):
+        return 1 + z + z * z / 2
+
+    def ms_stability_factor(self, hl, hmu2):
+        return (1 + hl + hl * hl / 2) ** 2 + (1 + hl / 2) ** 2 * hmu2
 
     def step(self, sde, t, h, x, dW, ctx):
         f0 = sde.drift(t, x)

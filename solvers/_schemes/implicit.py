@@ -1,9 +1,10 @@
 import torch
 
-from .._base import Scheme
+from .._base import ItoScheme
+from .euler import NOISE_AS_INCREMENT
 
 
-class DriftImplicitEuler(Scheme):
+class DriftImplicitEuler(ItoScheme):
     r"""Drift-implicit Euler–Maruyama (θ-method), explicit in the noise.
 
     .. math::
@@ -29,6 +30,7 @@ class DriftImplicitEuler(Scheme):
     strong_order_additive = 1.0
     weak_order = 1.0
     ode_order = 1.0
+    noise_treatment = NOISE_AS_INCREMENT
 
     def __init__(self, theta: float = 1.0, *, tol: float = 1e-10, max_iter: int = 50, max_newton_size: int = 1024):
         if not 0.0 <= theta <= 1.0:
@@ -43,6 +45,46 @@ class DriftImplicitEuler(Scheme):
 
     def __repr__(self):
         return f"DriftImplicitEuler(theta={self.theta})"
+
+    # ------------------------------------------------------------------ facts
+
+    @property
+    def stability_formula(self):
+        th = self.theta
+        if th == 1:
+            return "1 / (1 − z)  (A-stable)"
+        if th == 0:
+            return "1 + z  (= Euler–Maruyama)"
+        note = "A-stable" if th >= 0.5 else "not A-stable"
+        return f"(1 + {1 - th:g}z) / (1 − {th:g}z)  ({note})"
+
+    @property
+    def ms_stability_formula(self):
+        th = self.theta
+        if th == 1:
+            return "(1 + hμ²) / (1 − hλ)² < 1"
+        return f"((1 + {1 - th:g}hλ)² + hμ²) / (1 − {th:g}hλ)² < 1"
+
+    def stability_function(self, z):
+        th = self.theta
+        return (1 + (1 - th) * z) / (1 - th * z)
+
+    def ms_stability_factor(self, hl, hmu2):
+        th = self.theta
+        return ((1 + (1 - th) * hl) ** 2 + hmu2) / (1 - th * hl) ** 2
+
+    def incompatibility(self, sde, shape=None):
+        reason = super().incompatibility(sde, shape)
+        if reason is not None or self.theta == 0 or shape is None or hasattr(sde, "linear"):
+            return reason
+        n = 1
+        for s in tuple(shape)[1:]:
+            n *= int(s)
+        if n > self.max_newton_size:
+            return (f"DriftImplicitEuler: Newton's method would build a dense {n}x{n} Jacobian per sample for "
+                    f"states of shape {tuple(shape)}; give the SDE a linear part linear(t) (solved exactly, the "
+                    f"rest by fixed point) or raise max_newton_size={self.max_newton_size}")
+        return None
 
     def step(self, sde, t, h, x, dW, ctx):
         th = self.theta

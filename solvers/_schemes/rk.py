@@ -5,7 +5,30 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .._base import Scheme
+from .._base import Scheme, polynomial_formula
+
+
+def explicit_stability(a, b, z):
+    """``R(z) = 1 + z bᵀ (I − zA)⁻¹ 1`` of an explicit tableau, by its stage recursion
+    ``Y_i = 1 + z Σ_j a_ij Y_j``, ``R = 1 + z Σ_i b_i Y_i`` (floats, arrays or tensors)."""
+    ys = []
+    for i, row in enumerate(a):
+        y = 1
+        for j, aij in enumerate(row):
+            if aij:
+                y = y + z * aij * ys[j]
+        ys.append(y)
+    return 1 + z * sum(bi * y for bi, y in zip(b, ys) if bi)
+
+
+def explicit_stability_polynomial(a, b):
+    """Coefficients ``(1, bᵀ1, bᵀA1, bᵀA²1, …)`` of the stability polynomial of an explicit tableau."""
+    s = len(b)
+    coeffs, v = [1.0], [1.0] * s
+    for _ in range(s):
+        coeffs.append(sum(bi * vi for bi, vi in zip(b, v)))
+        v = [sum(a[i][j] * v[j] for j in range(len(a[i]))) for i in range(s)]
+    return coeffs
 
 
 @dataclass(frozen=True)
@@ -39,11 +62,15 @@ RK4_TABLEAU = ButcherTableau(
 
 
 class ExplicitRK(Scheme):
-    """An explicit Runge–Kutta scheme for ODEs (``noise=None``) given by a :class:`ButcherTableau`."""
+    """An explicit Runge–Kutta scheme for ODEs (``noise_type=None``) given by a :class:`ButcherTableau`.
+
+    Neither Itô nor Stratonovich (``sde_type = None``): it refuses SDEs. Its
+    stability function is the tableau's polynomial ``1 + z bᵀ(I − zA)⁻¹1``.
+    """
 
     strong_order = None
     weak_order = None
-    noise_types = frozenset()
+    noise_treatment = {}  # ODEs only
     diffusion_evals = 0
 
     def __init__(self, tableau: ButcherTableau):
@@ -52,6 +79,10 @@ class ExplicitRK(Scheme):
         self.tableau = tableau
         self.ode_order = tableau.order
         self.drift_evals = len(tableau.b)
+        self.stability_formula = polynomial_formula(explicit_stability_polynomial(tableau.a, tableau.b))
+
+    def stability_function(self, z):
+        return explicit_stability(self.tableau.a, self.tableau.b, z)
 
     def step(self, sde, t, h, x, dW, ctx):
         tab = self.tableau

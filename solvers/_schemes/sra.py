@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .._base import Scheme
+from .._base import ItoScheme, polynomial_formula
+from .rk import explicit_stability, explicit_stability_polynomial
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,12 @@ SRA1_TABLEAU = SRATableau(
 )
 
 
-class StochasticRungeKuttaAdditive(Scheme):
+class StochasticRungeKuttaAdditive(ItoScheme):
     """Explicit stochastic Runge–Kutta scheme for additive noise from an :class:`SRATableau`.
 
     Needs the space-time integral ``U`` from the Brownian path (the driver
-    supplies it). Reference: A. Rößler, *Runge–Kutta methods for the strong
+    supplies it). Additive noise only, where Itô and Stratonovich agree. Its
+    stability function is that of the drift tableau ``(a0, α)``. Reference: A. Rößler, *Runge–Kutta methods for the strong
     approximation of solutions of stochastic differential equations*, SIAM J.
     Numer. Anal. 48(3) (2010), 922–952.
     """
@@ -67,7 +69,7 @@ class StochasticRungeKuttaAdditive(Scheme):
     strong_order_additive = 1.5
     weak_order = 2.0
     ode_order = 2.0
-    noise_types = frozenset({"additive"})
+    noise_treatment = {"additive": "Σ_i g(t_n + c1_i h)(β1_i ΔW + β2_i U/h), U the space-time Lévy area"}
     needs_levy_area = True
 
     def __init__(self, tableau: SRATableau):
@@ -76,6 +78,10 @@ class StochasticRungeKuttaAdditive(Scheme):
         self.tableau = tableau
         self.drift_evals = tableau.stages
         self.diffusion_evals = len({c for c in tableau.c1})
+        self.stability_formula = polynomial_formula(explicit_stability_polynomial(tableau.a0, tableau.alpha))
+
+    def stability_function(self, z):
+        return explicit_stability(self.tableau.a0, self.tableau.alpha, z)
 
     def step(self, sde, t, h, x, dW, ctx):
         tab = self.tableau
@@ -121,6 +127,7 @@ class SRA1(StochasticRungeKuttaAdditive):
 
     def __init__(self):
         super().__init__(SRA1_TABLEAU)
+        self.stability_formula = "1 + z + z²/2  (drift part: RK2, a = 3/4, b = 1/3, 2/3)"
 
     def __repr__(self):
         return "SRA1()"

@@ -1,7 +1,8 @@
-from .._base import Scheme
+from .._base import ItoScheme
+from .euler import NOISE_AS_INCREMENT
 
 
-class TwoStepEuler(Scheme):
+class TwoStepEuler(ItoScheme):
     r"""Two-step forward Euler: the drift split in two with the noise between them.
 
     With ``f = f_1 + f_2`` (``sde.drift_parts`` or ``sde.drift_part1/2``):
@@ -14,11 +15,12 @@ class TwoStepEuler(Scheme):
     step (DESIGN.md §3): prior-branch residual and latent injection, then the
     residual block at the intermediate state. **Default split** when the SDE
     gives none: ``f_1 = f_2 = f / 2``; on ``x' = λx`` the amplification factor
-    is then ``1 + hλ + (hλ)²/4``.
+    is then ``R(z) = 1 + z + z²/4 = (1 + z/2)²``, and on ``dX = λX dt + μX dW``
+    the mean-square factor is ``(1 + hλ/2)² [(1 + hλ/2)² + hμ²]``.
 
-    Strong order 1/2 (1 for additive noise), weak order 1, ODE order 1.
-    Reference: Falck et al., *A Multi-Resolution Framework for U-Nets with
-    Applications to Hierarchical VAEs*, NeurIPS 2022, §4.
+    Itô. Strong order 1/2 (1 for additive noise), weak order 1, ODE order 1;
+    every noise type. Reference: Falck et al., *A Multi-Resolution Framework
+    for U-Nets with Applications to Hierarchical VAEs*, NeurIPS 2022, §4.
     """
 
     strong_order = 0.5
@@ -26,6 +28,17 @@ class TwoStepEuler(Scheme):
     weak_order = 1.0
     ode_order = 1.0
     drift_evals = 2
+    noise_treatment = NOISE_AS_INCREMENT
+    uses_drift_split = True
+    stability_formula = "1 + z + z²/4  (default split f/2 + f/2)"
+    ms_stability_formula = "(1 + hλ/2)² [(1 + hλ/2)² + hμ²] < 1  (default split)"
+
+    def stability_function(self, z):
+        return 1 + z + z * z / 4
+
+    def ms_stability_factor(self, hl, hmu2):
+        a = (1 + hl / 2) ** 2
+        return a * (a + hmu2)
 
     def step(self, sde, t, h, x, dW, ctx):
         if hasattr(sde, "drift_part1"):
