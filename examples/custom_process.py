@@ -39,8 +39,8 @@ def main(argv=None):
     # (DriftImplicitEuler and ExponentialEuler need a linear part, linear(t): see mrdiffusion.processes)
     for solver in (solvers.EulerMaruyama(), solvers.TwoStepEuler(), solvers.Heun(), solvers.SRA1()):
         sol = process.sample(solver, args.paths, dt=args.dt, seed=0)
-        bands = process.layout.pack(sol.finest[-1])
-        stds = [float(bands[..., process.band_of_coefficient() == k].std()) for k in range(len(process.levels))]
+        bands = sol.bands[-1]  # Haar band coordinates of the finest grid
+        stds = [float(bands[..., process.band == k].std()) for k in range(len(process.levels))]
         print(f"{solver.name:22s} {'  '.join(f'{s:9.3g}' for s in stds):42s} {float(sol.diverged.float().mean()):.2f}")
     return 0
 

@@ -20,21 +20,19 @@ level-``k`` noise is the ℓ²-orthonormal Haar approximation of the fine path,
 again a standard Brownian motion per coarse cell, so both modes have the same
 law.
 
-**Band view.** The same process on the finest grid in Haar coordinates:
-``Y = pack(dwt(ι^{Δ_k} Z))`` (orthonormal transform on the finest grid, all
-bands concatenated along the last axis, coarse first). Band ``k`` (the Haar
-details between ``j_{k-1}`` and ``j_k``) is frozen at zero before ``t_k``. With
-the finest-grid path ``W^{fine}`` in Haar coordinates, ``B = pack(dwt(W^{fine}))``,
-the level-``k`` noise term becomes ``σ_k 2^{dΔ_k/2} 1_{bands ≤ k} dB`` — a
-diagonal SDE whenever ``σ_k`` is spatially constant (required by the band
-view). :meth:`MultiResolutionSDE.band_view` builds it; the tests check that both
-views give the same path for the same noise, to float64 round-off.
+**Two views.** :meth:`MultiResolutionSDE.sample` integrates each level on its
+own grid (the *grid view*); :meth:`MultiResolutionSDE.sample_bands` integrates
+the same process on the finest grid in Haar coordinates, band ``k`` frozen at
+zero before ``t_k`` (the *band view*). Both return an :class:`MRSolution`, and
+with the same finest-grid path they give the same paths to round-off. The
+layout, band index, masks, scalings and both views live in
+:mod:`mrdiffusion.bands`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence
 
 import torch
@@ -43,6 +41,7 @@ import solvers
 from solvers import as_brownian
 
 from . import haar
+from .bands import (BandDefinedLevelSDE, BandLayout, BandLevelSDE, BandStack, GridLevelSDE, ProjectedPath)
 
 __all__ = ["Level", "BandLayout", "MultiResolutionSDE", "MRSolution", "LevelSDE"]
 
@@ -58,41 +57,6 @@ class Level:
     t_end: float
 
 
-class BandLayout:
-    """Packs Haar coefficients of the finest grid along one axis: ``(*lead, *spatial) <-> (*lead, n)``.
-
-    Coarse coefficients first, then the detail levels coarsest → finest, each
-    flattened as ``(2**ndim - 1, *spatial_i)``. ``dwt_level`` (a long tensor of
-    length ``n``) gives each coefficient's Haar level: 0 for the coarse part,
-    ``i + 1`` for ``details[i]``.
-    """
-
-    def __init__(self, shape: Sequence[int], levels: int, ndim: int):
-        self.shape, self.levels, self.ndim = tuple(shape), int(levels), int(ndim)
-        coarse = tuple(s >> levels for s in self.shape)
-        self.sizes = [math.prod(coarse)]
-        self.detail_shapes = []
-        for i in range(levels):
-            sp = tuple(c << i for c in coarse)
-            self.detail_shapes.append((2**ndim - 1, *sp))
-            self.sizes.append((2**ndim - 1) * math.prod(sp))
-        self.coarse_shape = coarse
-        self.n = sum(self.sizes)
-        self.dwt_level = torch.cat([torch.full((s,), i, dtype=torch.long) for i, s in enumerate(self.sizes)])
-
-    def pack(self, x):
-        coarse, details = haar.dwt(x, self.levels, self.ndim)
-        lead = x.shape[: x.ndim - self.ndim]
-        return torch.cat([coarse.reshape(*lead, -1)] + [d.reshape(*lead, -1) for d in details], dim=-1)
-
-    def unpack(self, y):
-        parts = torch.split(y, self.sizes, dim=-1)
-        lead = y.shape[:-1]
-        coarse = parts[0].reshape(*lead, *self.coarse_shape)
-        details = [p.reshape(*lead, *s) for p, s in zip(parts[1:], self.detail_shapes)]
-        return haar.idwt(coarse, details, self.ndim)
-
-
 class LevelSDE(solvers.SDE):
     """Wraps per-level functions ``drift(t, x, level)`` / ``diffusion(t, x, level)`` as an SDE for one level."""
 
@@ -106,40 +70,37 @@ class LevelSDE(solvers.SDE):
         return self._diffusion(t, x, self.level)
 
 
-class _ProjectedPath:
-    """Level-``k`` increments from a finest-grid path: ``2^{dΔ/2} project(W^{fine}, Δ)``."""
-
-    def __init__(self, path, delta, ndim, transform=None):
-        self.path, self.delta, self.ndim = path, delta, ndim
-        self.scale = 2.0 ** (ndim * delta / 2)
-        self.has_levy_area = getattr(path, "has_levy_area", False)
-        self.transform = transform or (lambda w: self.scale * haar.project(w, delta, ndim))
-
-    def increment(self, s, t):
-        return self.transform(self.path.increment(s, t))
-
-    def space_time(self, s, t):
-        dW, U = self.path.space_time(s, t)
-        return self.transform(dW), self.transform(U)
-
-
 @dataclass
 class MRSolution:
-    """Result of :meth:`MultiResolutionSDE.sample`.
+    """Result of :meth:`MultiResolutionSDE.sample` (grid view) and :meth:`~MultiResolutionSDE.sample_bands`
+    (band view).
 
     ``finest``: ``(len(ts), batch, channels, *finest_shape)``, every saved state
-    embedded to the finest grid. ``levels[k]``: ``(times, states)`` of level
-    ``k`` on its own grid, at its start (after embedding), at the requested
-    ``ts`` inside its span, and at its end (before the next embedding).
-    ``diverged``: per-sample bool mask; ``info``: the driver's
-    :class:`solvers.SolveInfo` per level.
+    embedded to the finest grid; ``bands``: the same states in band coordinates
+    ``(len(ts), batch, channels, n)`` (packed Haar coefficients of the finest
+    grid). Both are available whatever the view; ``view`` says which one was
+    integrated. ``levels[k]``: ``(times, states)`` of level ``k`` in the
+    integrated view (grid view: on its own grid), at its start (after
+    embedding), at the requested ``ts`` inside its span, and at its end (before
+    the next embedding). ``diverged``: per-sample bool mask; ``info``: the
+    driver's :class:`solvers.SolveInfo` per level.
     """
 
     ts: List[float]
-    finest: torch.Tensor
+    view: str
+    states: torch.Tensor
     levels: list
     diverged: torch.Tensor
     info: list
+    layout: BandLayout = field(repr=False)
+
+    @property
+    def finest(self) -> torch.Tensor:
+        return self.states if self.view == "grid" else self.layout.unpack(self.states)
+
+    @property
+    def bands(self) -> torch.Tensor:
+        return self.layout.pack(self.states) if self.view == "grid" else self.states
 
     @property
     def nfe(self) -> int:
@@ -198,8 +159,7 @@ class MultiResolutionSDE:
             raise ValueError("sdes: give one SDE per level, or both drift(t, x, level) and diffusion(t, x, level)")
         self.z0 = self._check_z0(z0)
         self.init_band = init_band
-        self.layout = BandLayout(self.levels[-1].shape, js[-1] - js[0], self.ndim)
-        self.band = self.band_of_coefficient()  # (n,): the level whose activation starts each coefficient
+        self.stack = BandStack(self.levels[-1].shape, js, self.ndim)  # layout, band index, masks, scalings
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -251,23 +211,27 @@ class MultiResolutionSDE:
             k += 1
         return k
 
+    @property
+    def layout(self) -> BandLayout:
+        """How band coordinates pack the finest grid's Haar coefficients."""
+        return self.stack.layout
+
+    @property
+    def band(self) -> torch.Tensor:
+        """``(n,)``: for each packed coefficient, the level whose activation starts it."""
+        return self.stack.index
+
     def delta(self, k: int) -> int:
         """Number of dyadic levels between level ``k`` and the finest grid."""
-        return self.levels[-1].j - self.levels[k].j
+        return self.stack.delta(k)
 
     def to_finest(self, x, k):
         """Embed a level-``k`` state into the finest grid."""
         return haar.embed(x, self.delta(k), self.ndim)
 
-    def band_of_coefficient(self):
-        """For each packed coefficient, the index ``k`` of the level whose activation starts it."""
-        j0 = self.levels[0].j
-        first = [next(lev.index for lev in self.levels if lev.j - j0 >= i) for i in range(self.layout.levels + 1)]
-        return torch.tensor(first)[self.layout.dwt_level]
-
     def to_bands(self, x, k):
         """Band-view coordinates ``pack(dwt(ι x))`` of a level-``k`` state, shape ``(..., n)``."""
-        return self.layout.pack(self.to_finest(x, k))
+        return self.stack.to_bands(x, k)
 
     def finest_path(self, batch, *, seed=0, levy_area=False, dtype=torch.float64, device=None):
         """A :class:`solvers.BrownianPath` on the finest grid over ``[0, T]`` for :meth:`sample`."""
@@ -336,49 +300,85 @@ class MultiResolutionSDE:
             x = out[-1]
         return per_level, diverged, infos, saved
 
+    def _spatial_noise(self, k):
+        """Whether level ``k`` is driven per cell (additive, diagonal) rather than by shared motions."""
+        return self.sdes[k].noise in ("additive", "diagonal")
+
+    def grid_sde(self, k):
+        """Level ``k`` of the grid view (its SDE, a diffusion broadcastable to the state accepted)."""
+        sde = self.sdes[k]
+        return GridLevelSDE(sde) if sde.noise in ("diagonal", "scalar") else sde
+
     def sample(self, solver, batch, *, dt=None, ts=None, brownian=None, seed=None, generator=None,
                dtype=torch.float64, device=None, progress=False, **sdeint_kwargs) -> MRSolution:
-        """Sample ``batch`` paths with ``solver`` through :func:`solvers.sdeint`, level by level.
+        """Sample ``batch`` paths of the grid view with ``solver`` through :func:`solvers.sdeint`, level by level.
 
         ``ts`` (default: the activation times and ``T``) are saved; every
         activation time is always on the step grid. ``brownian`` is ``None``
         (independent noise per level, fixed grid) or a path on the finest grid
-        (:meth:`finest_path`), from which each level's noise is projected.
-        Other keyword arguments go to :func:`solvers.sdeint`.
+        (:meth:`finest_path`), from which each level's noise is projected
+        (levels with scalar or general noise use it as it is). Other keyword
+        arguments go to :func:`solvers.sdeint`.
         """
         ts, path, generator, x = self._start(batch, dt, ts, brownian, seed, generator, dtype, device)
-        for level_sde in self.sdes:
+        sdes = [self.grid_sde(k) for k in range(len(self.levels))]
+        for level_sde in sdes:
             solver.check(level_sde)
 
         def embed(lev, x):
-            x = haar.embed(x, lev.j - self.levels[lev.index - 1].j, self.ndim)
+            x = haar.embed(x, lev.j - self.levels[lev.index - 1].j, self.ndim).contiguous()  # (no shared memory)
             return x if self.init_band is None else self.init_band(lev, x)
 
         def path_of(k):
-            return None if path is None else _ProjectedPath(path, self.delta(k), self.ndim)
+            if path is None or not self._spatial_noise(k):
+                return path
+            return ProjectedPath(path, self.delta(k), self.ndim)
 
         per_level, diverged, infos, saved = self._solve_levels(
-            x, ts, solver, lambda k: self.sdes[k], path_of, embed, dt=dt, generator=generator, progress=progress,
+            x, ts, solver, sdes.__getitem__, path_of, embed, dt=dt, generator=generator, progress=progress,
             sdeint_kwargs=sdeint_kwargs)
         finest = torch.empty((len(ts), batch, self.channels, *self.finest_shape), dtype=dtype, device=device)
         for i, (k, state) in saved.items():
             finest[i] = self.to_finest(state, k)
-        return MRSolution(ts, finest, per_level, diverged, infos)
+        return MRSolution(ts, "grid", finest, per_level, diverged, infos, self.layout)
 
     # ------------------------------------------------------------------ band view
 
     def band_sde(self, k):
         """Level ``k`` of the band view: an SDE on packed finest-grid Haar coefficients ``(batch, C, n)``."""
-        from ._bandview import BandLevelSDE
-
+        if self._band_defined:
+            return BandDefinedLevelSDE(self, k)
         return BandLevelSDE(self, k)
 
     def band_path(self, path):
         """Wrap a finest-grid path as the Brownian motion of the band view: ``B = pack(dwt(W^{fine}))``."""
-        return _ProjectedPath(as_brownian(path), 0, self.ndim, transform=self.layout.pack)
+        return ProjectedPath(as_brownian(path), 0, self.ndim, transform=self.layout.pack)
 
-    def sample_bands(self, solver, batch, **kwargs):
-        """Sample the band view (see :func:`mrdiffusion._bandview.sample_bands`)."""
-        from ._bandview import sample_bands
+    def sample_bands(self, solver, batch, *, dt=None, ts=None, brownian=None, seed=None, generator=None,
+                     dtype=torch.float64, device=None, progress=False, **sdeint_kwargs) -> MRSolution:
+        """Sample the band view level by level through :func:`solvers.sdeint`; arguments as :meth:`sample`.
 
-        return sample_bands(self, solver, batch, **kwargs)
+        The state is ``(batch, C, n)`` (packed Haar coefficients of the finest
+        grid). With a finest-grid ``brownian`` the band view uses its Haar
+        coefficients, so it sees the same noise as :meth:`sample` with the same
+        path. ``init_band`` is not applied in the band view.
+        """
+        if self.init_band is not None:
+            raise ValueError("init_band: the band view starts every band at zero; use sample() (the grid view) "
+                             "for a process with init_band")
+        ts, path, generator, z0 = self._start(batch, dt, ts, brownian, seed, generator, dtype, device)
+        sdes = [self.band_sde(k) for k in range(len(self.levels))]
+        for level_sde in sdes:
+            solver.check(level_sde)
+        band_path = None if path is None else self.band_path(path)
+
+        def path_of(k):
+            return band_path if self._band_defined or self._spatial_noise(k) else path
+
+        per_level, diverged, infos, saved = self._solve_levels(
+            self.to_bands(z0, 0), ts, solver, sdes.__getitem__, path_of, lambda lev, y: y, dt=dt,
+            generator=generator, progress=progress, sdeint_kwargs=sdeint_kwargs)
+        out = torch.empty((len(ts), batch, self.channels, self.layout.n), dtype=dtype, device=device)
+        for i, (_, y) in saved.items():
+            out[i] = y
+        return MRSolution(ts, "bands", out, per_level, diverged, infos, self.layout)
