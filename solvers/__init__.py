@@ -22,9 +22,9 @@ Example::
 
 from ._base import Context, Scheme
 from ._bridge import odeint_torchdiffeq
-from ._brownian import BrownianPath, as_brownian
+from ._brownian import BrownianPath, BrownianSource, GridNoise, RecordedNoise, TabulatedPath, as_brownian
 from ._compiled import Compiled
-from ._integrate import DivergenceError, SolveInfo, sdeint
+from ._integrate import DivergenceError, Solution, SolveInfo, Stage, Step, integrate, sdeint
 from ._schemes import (RK4, SRA1, ButcherTableau, DriftImplicitEuler, EulerMaruyama, ExplicitRK,
                        ExponentialEuler, Heun, Milstein, SRATableau, StochasticRungeKuttaAdditive,
                        TwoStepEuler)
@@ -43,9 +43,9 @@ SCHEMES = {
 """Name → class table for command-line tools and config files."""
 
 __all__ = [
-    "sdeint", "odeint_torchdiffeq", "SolveInfo", "DivergenceError",
+    "sdeint", "integrate", "Stage", "Solution", "Step", "odeint_torchdiffeq", "SolveInfo", "DivergenceError",
     "SDE", "NOISE_TYPES", "as_sde", "sde_from_functions",
-    "BrownianPath", "as_brownian",
+    "BrownianSource", "BrownianPath", "GridNoise", "TabulatedPath", "RecordedNoise", "as_brownian",
     "Scheme", "Context",
     "EulerMaruyama", "TwoStepEuler", "Heun", "Milstein", "SRA1", "ExponentialEuler",
     "DriftImplicitEuler", "RK4", "ExplicitRK", "ButcherTableau", "SRATableau",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._integrate import _as_times
+from ._checks import as_times
 from ._sde import as_sde
 
 __all__ = ["odeint_torchdiffeq"]
@@ -20,7 +20,7 @@ def odeint_torchdiffeq(ode, x0, ts, *, method="dopri5", rtol=1e-7, atol=1e-9, re
     """
     import torchdiffeq
 
-    times = _as_times(ts)
+    times, _ = as_times(ts)
     sde = as_sde(ode)
     count = [0]
 

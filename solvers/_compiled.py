@@ -59,6 +59,7 @@ class Compiled(Scheme):
             setattr(self, name, getattr(scheme, name))
         self._step = None
         self._h = 0.0
+        self.compiled = True  # the driver then skips its shape-checking proxy (a new SDE object recompiles)
 
     @property
     def name(self) -> str:

@@ -1,389 +1,346 @@
-"""The one driver: :func:`sdeint`.
+"""The one driver: :func:`integrate` (and :func:`sdeint`, its fixed-shape face).
 
-The driver owns the time grid, the Brownian increments, saving, divergence
-checks and progress; schemes only know how to take one step.
+The driver owns the time grid, the noise, level schedules (a state that changes
+resolution at given times), saving, per-step callbacks, divergence freezing,
+shape checks and progress; schemes only know how to take one step. This module
+is the only loop over time steps in the project.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, Callable, List, Literal, Optional, Sequence, Tuple, Union, overload
 
 import torch
 
 from ._base import Context, Scheme
-from ._brownian import BrownianPath, as_brownian
+from ._brownian import BrownianPath, GridNoise
+from ._checks import as_times, check_source, grid, probe
+from ._guard import DivergenceError, Guard, ShapeChecked
+from ._reverse import ReversedBrownian, ReversedSDE
 from ._sde import as_sde
+from ._stepping import Step, run_adaptive, run_fixed
 
-__all__ = ["sdeint", "SolveInfo", "DivergenceError"]
+__all__ = ["sdeint", "integrate", "Stage", "Solution", "Step", "SolveInfo", "DivergenceError"]
 
 
-class DivergenceError(FloatingPointError):
-    """Raised by :func:`sdeint` with ``on_divergence="raise"`` when a sample stops being finite."""
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a level schedule: from ``t_start`` on, the state follows ``sde``.
+
+    ``embed(x) -> x`` carries the state across ``t_start`` (for instance
+    :func:`mrdiffusion.haar.embed` into a finer grid; ``None``: unchanged; the
+    first stage's ``embed`` is never called). ``brownian`` is this stage's noise
+    source (``None``: the ``brownian`` given to the driver, or fresh grid draws).
+    """
+
+    t_start: float
+    sde: Any
+    embed: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+    brownian: Any = None
 
 
 @dataclass
 class SolveInfo:
-    """Statistics of one solve (``sdeint(..., return_info=True)``).
+    """Statistics of one solve.
 
     ``diverged`` is a bool tensor of shape ``(batch,)``; ``diverged_time`` holds
     the time at which a sample was found non-finite or beyond ``max_abs`` (NaN
     for samples that stayed finite). Diverged samples are frozen at their last
-    checked finite value; the rest of the batch is unaffected.
+    checked finite value (carried through embeddings); the rest of the batch is
+    unaffected. ``stage_steps[k]`` counts the accepted steps of stage ``k``.
     """
 
     nfe: int = 0
     n_steps: int = 0
     n_rejected: int = 0
-    diverged: torch.Tensor | None = None
-    diverged_time: torch.Tensor | None = None
+    diverged: Optional[torch.Tensor] = None
+    diverged_time: Optional[torch.Tensor] = None
     step_sizes: list = field(default_factory=list)
+    stage_steps: list = field(default_factory=list)
 
     @property
     def diverged_fraction(self) -> float:
         return float(self.diverged.float().mean()) if self.diverged is not None else 0.0
 
 
-# ----------------------------------------------------------------------------- validation
+@dataclass
+class Solution:
+    """What :func:`integrate` returns.
 
-
-def _as_times(ts):
-    if isinstance(ts, torch.Tensor):
-        if ts.ndim != 1:
-            raise ValueError(f"ts: expected a 1-D sequence of times, got a tensor of shape {tuple(ts.shape)}")
-        ts = ts.detach().cpu().tolist()
-    try:
-        ts = [float(t) for t in ts]
-    except TypeError as err:
-        raise ValueError(f"ts: expected a 1-D sequence of times, got {type(ts).__name__}") from err
-    if len(ts) < 2:
-        raise ValueError(f"ts: expected at least two times (start and end), got {len(ts)}")
-    if not all(math.isfinite(t) for t in ts):
-        raise ValueError(f"ts: times must be finite, got {ts}")
-    if any(b <= a for a, b in zip(ts, ts[1:])):
-        raise ValueError(f"ts: times must be strictly increasing, got {ts[:8]}{'...' if len(ts) > 8 else ''}")
-    return ts
-
-
-def _broadcasts_to(shape, target) -> bool:
-    """Whether a tensor of ``shape`` broadcasts to exactly ``target`` (no torch.fx import, unlike
-    ``torch.broadcast_shapes``, which costs seconds on first use)."""
-    shape, target = tuple(shape), tuple(target)
-    if len(shape) > len(target):
-        return False
-    return all(s in (1, t) for s, t in zip(shape[::-1], target[::-1]))
-
-
-def _probe(sde, x0, t0):
-    """Check drift/diffusion shapes once; return (brownian shape, view shape, general, tensor_g)."""
-    f = sde.drift(t0, x0)
-    if not isinstance(f, torch.Tensor) or f.shape != x0.shape:
-        got = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
-        raise ValueError(f"sde.drift: returned {got}, expected a tensor of x0.shape = {tuple(x0.shape)}")
-    noise = sde.noise
-    if noise is None:
-        return None, None, False, False
-    g = sde.diffusion(t0, x0)
-    batch, lead = x0.shape[0], [1] * (x0.ndim - 1)
-    m = getattr(sde, "brownian_size", None)
-    tensor_g = isinstance(g, torch.Tensor)
-    gshape = tuple(g.shape) if tensor_g else ()
-    general = noise == "general" or (noise == "additive" and (m is not None or len(gshape) == x0.ndim + 1))
-    if general:
-        if len(gshape) != x0.ndim + 1 or not _broadcasts_to(gshape[:-1], x0.shape):
-            raise ValueError(f"sde.diffusion: returned shape {gshape} for noise={noise!r}; expected "
-                             f"(*x0.shape, m) = {(*x0.shape, 'm')}")
-        m = gshape[-1] if m is None else m
-        if gshape[-1] != m:
-            raise ValueError(f"sde.diffusion: last dimension {gshape[-1]} does not match brownian_size={m}")
-        return (batch, m), (batch, *lead, m), True, True
-    ok = _broadcasts_to(gshape, x0.shape)
-    if not ok or (noise in ("diagonal", "scalar") and tensor_g and g.shape != x0.shape):
-        raise ValueError(f"sde.diffusion: returned shape {gshape} for noise={noise!r}; expected "
-                         f"x0.shape = {tuple(x0.shape)}")
-    if noise == "scalar":
-        return (batch,), (batch, *lead), False, tensor_g
-    return tuple(x0.shape), tuple(x0.shape), False, tensor_g
-
-
-def _grid(ts, dt, tstops):
-    """Step times: every ``ts`` and ``tstops`` point, and uniform steps of at most ``dt`` between them."""
-    points = sorted(set(ts) | {float(s) for s in tstops if ts[0] < float(s) < ts[-1]})
-    if dt is None:
-        return points
-    grid = [points[0]]
-    for a, b in zip(points, points[1:]):
-        n = max(1, math.ceil((b - a) / dt - 1e-9))
-        grid.extend(a + (b - a) * k / n for k in range(1, n))
-        grid.append(b)
-    return grid
-
-
-# ----------------------------------------------------------------------------- divergence
-
-
-class _Guard:
-    """Per-sample divergence mask; bad samples are frozen at their last checked value."""
-
-    def __init__(self, x0, max_abs, on_divergence):
-        self.mask = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
-        self.time = torch.full((x0.shape[0],), float("nan"), dtype=torch.float64)
-        self.frozen = x0
-        self.max_abs = max_abs
-        self.raise_ = on_divergence == "raise"
-        self.any_bad = False  # mirrors bool(self.mask.any()) without a device sync
-        self.view = (-1,) + (1,) * (x0.ndim - 1)
-
-    def __call__(self, x, t):
-        if not self.any_bad and x.numel():
-            # Fast path while every sample is healthy: one reduction and one sync. max|x| is NaN if
-            # any entry is NaN, and NaN fails the comparison, so nothing slips through.
-            if float(x.abs().max()) <= self.max_abs:
-                self.frozen = x
-                return x
-        flat = x.reshape(x.shape[0], -1)
-        bad = ~(flat.abs() <= self.max_abs).all(1)  # NaN compares False: caught too
-        new = bad & ~self.mask
-        if bool(new.any()):
-            idx = new.nonzero().flatten().tolist()
-            if self.raise_:
-                raise DivergenceError(f"samples {idx[:20]}{'...' if len(idx) > 20 else ''} became non-finite "
-                                      f"or exceeded max_abs={self.max_abs:g} by t={t:g}")
-            self.mask = self.mask | new
-            self.time[new.cpu()] = t
-            self.any_bad = True
-        if self.any_bad:
-            x = torch.where(self.mask.view(self.view), self.frozen, x)
-        self.frozen = x
-        return x
-
-
-# ----------------------------------------------------------------------------- the driver
-
-# the type that element-wise CPU/CUDA kernels compute in for a state dtype (torch's "opmath" type)
-_OPMATH = {torch.float64: torch.float64, torch.float32: torch.float32, torch.float16: torch.float32,
-           torch.bfloat16: torch.float32}
-
-
-def sdeint(sde, x0, ts, solver, *, dt=None, brownian=None, adaptive=False, rtol=1e-3, atol=1e-6,
-           dt_min=None, max_steps=1_000_000, tstops=(), seed=None, generator=None, progress=False,
-           return_info=False, on_divergence="freeze", max_abs=1e20, check_every=16):
-    """Solve an Itô SDE (or an ODE) and return the states at ``ts``.
-
-    Args:
-        sde: an object with ``drift(t, x)``, ``diffusion(t, x)`` and ``noise``
-            (see :mod:`solvers._sde`), a torchsde-style module (``f``, ``g``,
-            ``noise_type``, ``sde_type="ito"``) or a torchdiffeq-style
-            ``func(t, y)`` (an ODE).
-        x0: initial state, a tensor ``(batch, *event)`` of any shape.
-        ts: increasing times at which to save; ``ts[0]`` is the initial time.
-        solver: a scheme instance such as ``solvers.Heun()``.
-        dt: fixed step (steps between consecutive save/stop times are
-            shortened uniformly to land on them); ``None`` steps from save time
-            to save time. With ``adaptive=True`` it is the initial step.
-        brownian: ``None`` (fixed grid: draw ``sqrt(h)·ξ`` per step, no tree;
-            adaptive: a :class:`BrownianPath` seeded by ``seed``), a
-            :class:`BrownianPath`, or any callable ``(s, t) -> increment``
-            (torchsde's ``BrownianInterval`` included).
-        adaptive: step-size control by step doubling on the same Brownian
-            path, with a PI controller (``rtol``, ``atol``, ``dt_min``,
-            ``max_steps``).
-        tstops: extra times that must lie on the step grid (e.g. resolution
-            changes).
-        seed, generator: randomness of the no-tree fixed-grid mode (a
-            ``torch.Generator`` or a seed for a new one; default: global RNG).
-        progress: show a tqdm progress bar.
-        return_info: also return a :class:`SolveInfo`.
-        on_divergence: ``"freeze"`` (flag the sample in ``info.diverged``,
-            freeze it, continue with the rest) or ``"raise"``
-            (:class:`DivergenceError`).
-        max_abs: a state entry beyond this magnitude counts as diverged.
-        check_every: divergence check period in steps (also at every save).
-
-    Returns:
-        ``(len(ts), *x0.shape)`` tensor, and a :class:`SolveInfo` if asked.
+    ``ys[i]`` is what was saved at ``ts[i]``: the state, or ``save(t, x)``.
+    ``ys`` is one stacked tensor ``(len(ts), *shape)`` when every saved value
+    is a tensor of one shape (a fixed-shape solve without ``save``), else a
+    list. ``stages[i]`` is the index of the stage in force at ``ts[i]`` (a save
+    time equal to a stage start belongs to the new stage, after the embedding).
     """
-    # --- validate everything before any work
+
+    ts: List[float]
+    ys: Union[torch.Tensor, list]
+    stages: List[int]
+    info: SolveInfo
+
+
+def _as_stages(schedule, t0, sign) -> List[Stage]:
+    if hasattr(schedule, "schedule") and callable(schedule.schedule):
+        schedule = schedule.schedule()
+    if isinstance(schedule, (list, tuple)) and schedule and all(isinstance(s, Stage) for s in schedule):
+        stages = list(schedule)
+        starts = [float(s.t_start) for s in stages]
+        if starts[0] != t0:
+            raise ValueError(f"schedule: the first stage must start at ts[0] = {t0}, got t_start={starts[0]}")
+        if any(sign * (b - a) <= 0 or not math.isfinite(b) for a, b in zip(starts, starts[1:])):
+            raise ValueError(f"schedule: stage starts must be finite and strictly {'in' if sign > 0 else 'de'}creasing "
+                             f"like ts, got {starts}")
+        return [Stage(t, as_sde(s.sde), s.embed, s.brownian) for t, s in zip(starts, stages)]
+    if isinstance(schedule, (list, tuple)):
+        raise ValueError("sde: expected an SDE, or a level schedule: a non-empty list of solvers.Stage")
+    return [Stage(t0, as_sde(schedule))]
+
+
+def _check_solver(solver):
     if isinstance(solver, type) and issubclass(solver, Scheme):
         raise ValueError(f"solver: expected a scheme instance such as solvers.{solver.__name__}(), "
                          f"got the class {solver.__name__}")
     if not isinstance(solver, Scheme):
         raise ValueError(f"solver: expected a scheme instance such as solvers.EulerMaruyama(), got {solver!r}")
-    if not isinstance(x0, torch.Tensor) or x0.ndim < 1:
-        raise ValueError(f"x0: expected a tensor of shape (batch, *event), got "
-                         f"{tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__}")
-    ts = _as_times(ts)
+
+
+def _own_generator(generator, seed, device, checkpointed):
+    """The generator grid noise draws from; a private copy when segments are recomputed (checkpointing)."""
+    if generator is None and seed is not None:
+        generator = torch.Generator(device=device).manual_seed(int(seed))
+    if not checkpointed:
+        return generator, None
+    user = generator
+    if user is None:
+        user = torch.default_generator if device.type == "cpu" else torch.cuda.default_generators[
+            device.index if device.index is not None else torch.cuda.current_device()]
+    own = torch.Generator(device=device)
+    own.set_state(user.get_state())
+    return own, user
+
+
+def integrate(schedule, x0: torch.Tensor, ts, solver: Scheme, *, dt: Optional[float] = None, brownian=None,
+              save: Optional[Callable] = None, callback: Optional[Callable[[Step], None]] = None,
+              adaptive: bool = False, rtol: float = 1e-3, atol: float = 1e-6, dt_min: Optional[float] = None,
+              max_steps: int = 1_000_000, tstops: Sequence[float] = (), seed: Optional[int] = None,
+              generator: Optional[torch.Generator] = None, progress: bool = False,
+              on_divergence: Literal["freeze", "raise"] = "freeze", max_abs: float = 1e20,
+              check_every: Optional[int] = 16, checkpoint: Union[None, bool, int] = None,
+              _fixed_shape: bool = False) -> Solution:
+    """Solve an SDE, an ODE or a level schedule of them; return a :class:`Solution`.
+
+    ``schedule`` is an SDE (anything :func:`sdeint` accepts), a list of
+    :class:`Stage` (the state may change shape at each stage start), or an
+    object with ``schedule() -> list of Stage`` (a multi-resolution SDE).
+    ``save(t, x)`` (optional) is evaluated at every time of ``ts`` and its
+    value stored instead of the state. ``callback(step)`` (optional) sees
+    every accepted step as a :class:`Step` (``t``, ``t_next``, ``x``,
+    ``x_next``, ``dW``, ``stage``): moments, KL terms, norms. With several
+    stages and a ``dt``, ``dt`` must divide every stage's span. Every other
+    argument is as in :func:`sdeint`.
+    """
+    # --- validate everything before any work
+    _check_solver(solver)
+    if not isinstance(x0, torch.Tensor):
+        raise ValueError(f"x0: expected a tensor (batch, *event) or a 0-d tensor, got {type(x0).__name__}")
+    ts_in = ts
+    ts, sign = as_times(ts)
+    time_grad = isinstance(ts_in, torch.Tensor) and ts_in.requires_grad
     if dt is not None and not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
         raise ValueError(f"dt: expected a positive finite step or None, got {dt!r}")
     if on_divergence not in ("freeze", "raise"):
         raise ValueError(f"on_divergence: expected 'freeze' or 'raise', got {on_divergence!r}")
     if check_every is not None and (not isinstance(check_every, int) or check_every < 0):
         raise ValueError(f"check_every: expected a non-negative int or None, got {check_every!r}")
-    if adaptive and (rtol <= 0 or atol < 0):
+    if adaptive and not (rtol > 0 and atol >= 0):
         raise ValueError(f"rtol/atol: expected rtol > 0 and atol >= 0, got rtol={rtol}, atol={atol}")
-    sde = as_sde(sde)
-    solver.check(sde)
-    bshape, bview, general, tensor_g = _probe(sde, x0, ts[0])
-    noisy = bshape is not None
-    ctx = Context(sde.noise, general, tensor_g)
-    path = None
-    if brownian is not None and noisy:
-        path = as_brownian(brownian)
-        if solver.needs_levy_area and not path.has_levy_area:
-            raise ValueError(f"brownian: solver {solver.name} needs the space-time Lévy area; pass "
-                             f"BrownianPath(..., levy_area=True) or leave brownian=None")
-    elif adaptive and noisy:
-        if seed is None:
-            seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
-        path = BrownianPath(bshape, ts[0], ts[-1], seed=seed, dtype=x0.dtype, device=x0.device,
-                            levy_area=solver.needs_levy_area)
-    if generator is None and seed is not None and path is None and noisy:
-        generator = torch.Generator(device=x0.device).manual_seed(int(seed))
+    if checkpoint is not None and not (checkpoint is True or checkpoint is False or (
+            isinstance(checkpoint, int) and checkpoint >= 1)):
+        raise ValueError(f"checkpoint: expected None, True (√n segments) or a positive number of steps per "
+                         f"segment, got {checkpoint!r}")
+    checkpoint = None if checkpoint is False else checkpoint
+    if checkpoint is not None and adaptive:
+        raise ValueError("checkpoint: recomputation needs a fixed grid; use adaptive=False with checkpoint")
+    tstops = [float(s) for s in tstops]
+    if not all(math.isfinite(s) for s in tstops):
+        raise ValueError(f"tstops: times must be finite, got {tstops}")
+    if save is not None and not callable(save):
+        raise ValueError(f"save: expected a function save(t, x), got {save!r}")
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback: expected a function callback(step), got {callback!r}")
+    stages = _as_stages(schedule, ts[0], sign)
+    ends = [s.t_start for s in stages[1:]] + [ts[-1]]
+    if any(sign * (e - s.t_start) <= 0 for s, e in zip(stages, ends)):
+        raise ValueError(f"schedule: every stage must start before ts[-1] = {ts[-1]}, got starts "
+                         f"{[s.t_start for s in stages]}")
+    if dt is not None and len(stages) > 1:
+        for k, (s, e) in enumerate(zip(stages, ends)):
+            n = abs(e - s.t_start) / dt
+            if abs(n - round(n)) > 1e-9 * max(1.0, n) or round(n) < 1:
+                raise ValueError(f"dt={dt} does not divide the span [{s.t_start}, {e}] of stage {k}: a step "
+                                 f"would skip the stage start {e}")
 
-    guard = _Guard(x0, max_abs, on_divergence)
+    # probe every stage on the embedded initial state: shapes, noise sources, scheme support
+    plans, x = [], x0
+    device = x0.device
+    for k, st in enumerate(stages):
+        where = f" (stage {k})" if len(stages) > 1 else ""
+        if k and st.embed is not None:
+            x = st.embed(x)
+        solver.check(st.sde)
+        supports = getattr(solver, "supports", None)
+        if supports is not None:
+            supports(st.sde, tuple(x.shape))
+        bshape, bview, general, tensor_g, gshape = probe(st.sde, x, st.t_start, where)
+        if bshape is not None and time_grad:
+            raise ValueError("ts: gradients with respect to the times are defined for ODEs only (noise=None)")
+        span = sorted((st.t_start, ends[k]))
+        src = st.brownian if st.brownian is not None else brownian
+        if bshape is not None and src is not None:
+            src = check_source(src, bshape, span, solver, where)
+            if sign < 0:
+                src = ReversedBrownian(src)
+        plans.append(dict(sde=st.sde if sign > 0 else ReversedSDE(st.sde), src=src, bshape=bshape, bview=bview,
+                          ctx=Context(st.sde.noise, general, tensor_g), gshape=gshape, shape=tuple(x.shape),
+                          dtype=x.dtype))
+    gen, user_gen = _own_generator(generator, seed, device, checkpoint is not None)
+
+    # --- solve, in internal time τ = sign·t (a decreasing ts runs forward in -t)
     info = SolveInfo()
-    out = torch.empty((len(ts), *x0.shape), dtype=x0.dtype, device=x0.device)
-    out[0] = x0
-    if adaptive:
-        _adaptive_loop(sde, x0, ts, solver, ctx, path, bview, guard, out, info, dt, rtol, atol, dt_min,
-                       max_steps, tstops, progress)
-    else:
-        _fixed_loop(sde, x0, ts, solver, ctx, path, bview, guard, out, info, dt, tstops, generator,
-                    progress, check_every, noisy)
-    per_step = solver.drift_evals + (solver.diffusion_evals if noisy else 0)
-    info.nfe = per_step * (info.n_steps + info.n_rejected) * (3 if adaptive else 1) + ctx.extra_nfe
-    info.diverged, info.diverged_time = guard.mask, guard.time
-    return (out, info) if return_info else out
+    tau = [sign * t for t in ts]
+    guard = Guard(x0, max_abs, on_divergence, sign)
+    ys, stage_of = [None] * len(ts), [0] * len(ts)
+    ts_grad = ts_in if time_grad else None
 
+    def record(i, k, x):
+        if ts_grad is not None and i > 0:  # ∂x(t_i)/∂t_i = f(t_i, x(t_i)) (exact-flow derivative)
+            x = x + (ts_grad[i] - ts_grad[i].detach()).to(x.dtype) * stages[k].sde.drift(ts[i], x)
+        ys[i] = x if save is None else save(ts[i], x)
+        stage_of[i] = k
 
-def _increment(path, bview, levy, s, t):
-    if levy:
-        dW, U = path.space_time(s, t)
-        return dW.view(bview), U.view(bview)
-    return path.increment(s, t).view(bview)
-
-
-def _progress(total, enabled):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="sdeint", unit="step", leave=False)
-
-
-def _fixed_loop(sde, x0, ts, solver, ctx, path, bview, guard, out, info, dt, tstops, generator, progress,
-                check_every, noisy):
-    grid = _grid(ts, dt, tstops)
-    n = len(grid) - 1
-    save_at = [-1] * (n + 1)
-    j = 1
-    for i, t in enumerate(grid):
-        if j < len(ts) and t == ts[j]:
-            save_at[i] = j
-            j += 1
-    levy = solver.needs_levy_area
-    # randn_like on a template draws exactly what torch.randn(bview, generator=..., dtype=..., device=...)
-    # draws, at about half the per-call overhead (no shape/dtype/device argument parsing).
-    like = scales = None
-    if noisy and path is None:
-        same = x0.shape == torch.Size(bview) and x0.is_contiguous()
-        like = x0 if same else torch.empty(bview, dtype=x0.dtype, device=x0.device)
-        # sqrt(h) as a cached 0-d tensor of the op's compute type: multiplying by it skips wrapping a
-        # Python float on every call (~2.5 µs of a ~30 µs step at tiny states) and gives the same bits,
-        # since a Python scalar is cast to that same type (float32 for 32- and 16-bit states) before use.
-        opmath = _OPMATH.get(x0.dtype)
-        scales = {} if opmath is not None else None
-    randn_like = torch.randn_like
-    step = solver.step
-    bar = _progress(n, progress)
-    tick = max(1, n // 200)
     x = x0
-    for i in range(n):
-        t, t_next = grid[i], grid[i + 1]
-        h = t_next - t
-        if not noisy:
-            dW = None
-        elif path is not None:
-            dW = _increment(path, bview, levy, t, t_next)
-        else:
-            dW = randn_like(like) if generator is None else randn_like(like, generator=generator)
-            sq = math.sqrt(h)
-            if scales is None:
-                dW.mul_(sq)
+    record(0, 0, x0)
+    if ts_grad is not None:  # ∂x(t)/∂t_0 = -J f(t_0, x_0): move x_0 along -f by the (zero) change of t_0
+        x = x0 - (ts_grad[0] - ts_grad[0].detach()).to(x0.dtype) * stages[0].sde.drift(ts[0], x0)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc="integrate", unit="step", leave=False)
+    seed_base = None
+    for k, (st, plan) in enumerate(zip(stages, plans)):
+        if k:
+            x = st.embed(x) if st.embed is not None else x
+            if _fixed_shape and tuple(x.shape) != tuple(x0.shape):
+                raise ValueError(f"sde: stage {k} changes the state's shape to {tuple(x.shape)}; sdeint returns one "
+                                 f"stacked tensor, use solvers.integrate for a schedule that changes shape")
+            guard.carry(x)
+        a, b = sign * st.t_start, sign * ends[k]
+        inside = {i: t for i, t in enumerate(tau) if a <= t < b or (k == len(stages) - 1 and t == b)}
+        stops = sorted({a, b} | set(inside.values()) | {sign * s for s in tstops if a < sign * s < b})
+        noisy = plan["bshape"] is not None
+        src = plan["src"]
+        levy = solver.needs_levy_area
+        if noisy and src is None:
+            if adaptive:
+                if seed_base is None:
+                    seed_base = int(seed) if seed is not None else int(
+                        torch.randint(0, 2**62, (1,), generator=generator).item())
+                src = BrownianPath(plan["bshape"], a, b, seed=seed_base + k, dtype=plan["dtype"], device=device,
+                                   levy_area=levy)
             else:
-                scale = scales.get(sq)
-                if scale is None:
-                    if len(scales) >= 64:  # a grid with many distinct steps: keep the cache small
-                        scales.clear()
-                    scale = scales[sq] = torch.tensor(sq, dtype=opmath)
-                dW.mul_(scale)
-            if levy:  # U = ∫(W_u - W_t) du = h ΔW / 2 + N(0, h³/12), independent parts
-                extra = randn_like(like, generator=generator)
-                dW = (dW, 0.5 * h * dW + math.sqrt(h**3 / 12) * extra)
-        x = step(sde, t, h, x, dW, ctx)
-        s = save_at[i + 1]
-        if s >= 0 or (check_every and (i + 1) % check_every == 0) or i == n - 1:
-            x = guard(x, t_next)
-            if s >= 0:
-                out[s] = x
-        if bar is not None and (i + 1) % tick == 0:
-            bar.update(tick)
-    if bar is not None:
-        bar.close()
-    info.n_steps = n
-
-
-def _adaptive_loop(sde, x0, ts, solver, ctx, path, bview, guard, out, info, dt, rtol, atol, dt_min,
-                   max_steps, tstops, progress):
-    t_start, t_end = ts[0], ts[-1]
-    stops = _grid(ts, None, tstops)[1:]
-    save = {t: k for k, t in enumerate(ts)}
-    order = solver.order_for(ctx.noise_type if path is not None else None)
-    q = order + (0.5 if path is not None else 1.0)
-    span = t_end - t_start
-    h = dt if dt is not None else span / 64
-    dt_min = dt_min if dt_min is not None else span * 1e-10
-    levy = solver.needs_levy_area
-    step = solver.step
-    bar = _progress(None, progress)
-
-    def inc(s, t):
-        return None if path is None else _increment(path, bview, levy, s, t)
-
-    x, t, k, prev_err = x0, t_start, 0, 1.0
-    while t < t_end:
-        if info.n_steps + info.n_rejected >= max_steps:
-            raise RuntimeError(f"max_steps={max_steps} reached at t={t:g} (last step {h:g}); raise max_steps "
-                               f"or loosen rtol/atol")
-        target = stops[k]
-        last = h >= (target - t) * (1 - 1e-12)
-        t_new = target if last else t + h
-        hh = t_new - t
-        tm = t + 0.5 * hh
-        x_full = step(sde, t, hh, x, inc(t, t_new), ctx)
-        x_half = step(sde, t, 0.5 * hh, x, inc(t, tm), ctx)
-        x_two = step(sde, tm, t_new - tm, x_half, inc(tm, t_new), ctx)
-        ok = ~guard.mask.view(guard.view)
-        scale = atol + rtol * torch.maximum(x.abs(), x_two.abs())
-        ratio = torch.where(ok, (x_two - x_full) / scale, torch.zeros_like(scale))
-        err = float(ratio.square().mean().sqrt())
-        if not math.isfinite(err):
-            err = 1e10
-        if err <= 1.0 or hh <= dt_min:
-            x, t = guard(x_two, t_new), t_new
-            info.n_steps += 1
-            info.step_sizes.append(hh)
-            if last:
-                if t in save:
-                    out[save[t]] = x
-                k += 1
-            factor = 0.9 * max(err, 1e-10) ** (-0.7 / q) * prev_err ** (0.4 / q)
-            prev_err = max(err, 1e-4)
-            if bar is not None:
-                bar.update(1)
+                src = GridNoise(plan["bview"], generator=gen, dtype=plan["dtype"], device=device, levy_area=levy,
+                                like=x if x.is_contiguous() else None)
+        checked = None
+        if check_every and not getattr(solver, "compiled", False):
+            checked = ShapeChecked(plan["sde"], plan["gshape"], sign)
+        saves = {tau_i: i for i, tau_i in inside.items()}
+        if k and a in saves:  # right-continuous: a save time at a stage start sees the embedded state
+            record(saves[a], k, x)
+        common = dict(sde=plan["sde"], checked=checked, solver=solver, ctx=plan["ctx"], noise=src if noisy else None,
+                      bview=None if isinstance(src, GridNoise) else plan["bview"], levy=levy, guard=guard,
+                      callback=callback, stage=k, sign=sign, bar=bar, info=info, saves=saves,
+                      record=lambda tau_i, x, k=k, saves=saves: record(saves[tau_i], k, x))
+        if adaptive:
+            x = run_adaptive(x, stops, dt=dt, rtol=rtol, atol=atol, dt_min=dt_min, max_steps=max_steps,
+                             span=tau[-1] - tau[0], **common)
         else:
-            info.n_rejected += 1
-            factor = 0.9 * err ** (-1.0 / q)
-        h = max(hh * min(5.0, max(0.2, factor)), dt_min)
+            x = run_fixed(x, grid(stops, dt), check_every=check_every, checkpoint=checkpoint, **common)
     if bar is not None:
         bar.close()
+    if user_gen is not None:
+        user_gen.set_state(gen.get_state())
+    info.nfe += sum(p["ctx"].extra_nfe for p in plans)
+    info.diverged, info.diverged_time = guard.mask, guard.time
+    if save is None and all(isinstance(y, torch.Tensor) and y.shape == ys[0].shape for y in ys):
+        ys = torch.stack(ys)
+    return Solution(ts, ys, stage_of, info)
+
+
+@overload
+def sdeint(sde, x0: torch.Tensor, ts, solver: Scheme, *, return_info: Literal[False] = False,
+           **kwargs) -> torch.Tensor: ...
+@overload  # noqa: E302
+def sdeint(sde, x0: torch.Tensor, ts, solver: Scheme, *, return_info: Literal[True],
+           **kwargs) -> Tuple[torch.Tensor, SolveInfo]: ...
+def sdeint(sde, x0: torch.Tensor, ts, solver: Scheme, *, dt: Optional[float] = None, brownian=None,  # noqa: E302
+           adaptive: bool = False, rtol: float = 1e-3, atol: float = 1e-6, dt_min: Optional[float] = None,
+           max_steps: int = 1_000_000, tstops: Sequence[float] = (), seed: Optional[int] = None,
+           generator: Optional[torch.Generator] = None, progress: bool = False, return_info: bool = False,
+           on_divergence: Literal["freeze", "raise"] = "freeze", max_abs: float = 1e20,
+           check_every: Optional[int] = 16, checkpoint: Union[None, bool, int] = None,
+           callback: Optional[Callable[[Step], None]] = None):
+    """Solve an Itô SDE (or an ODE) and return the states at ``ts``.
+
+    Args:
+        sde: an object with ``drift(t, x)``, ``diffusion(t, x)`` and ``noise``
+            (see :mod:`solvers._sde`), a torchsde-style module (``f``, ``g``,
+            ``noise_type``, ``sde_type="ito"``), a torchdiffeq-style
+            ``func(t, y)`` (an ODE), or a level schedule (a list of
+            :class:`Stage`) whose stages keep the state's shape (otherwise
+            use :func:`integrate`).
+        x0: initial state, a tensor ``(batch, *event)`` of any shape, or 0-d.
+        ts: strictly increasing times at which to save, or strictly decreasing
+            for a reverse-time solve; ``ts[0]`` is the initial time. For an ODE,
+            a tensor ``ts`` that requires grad gets gradients (the exact flow's
+            ``∂x(t_i)/∂t_i = f`` and ``∂x(t_i)/∂t_0 = -J f(t_0, x_0)``).
+        solver: a scheme instance such as ``solvers.Heun()``.
+        dt: fixed step (steps between consecutive save/stop times are
+            shortened uniformly to land on them); ``None`` steps from save time
+            to save time. With ``adaptive=True`` it is the initial step.
+        brownian: ``None`` (fixed grid: :class:`GridNoise`, no tree; adaptive:
+            a :class:`BrownianPath` seeded by ``seed``), or any Brownian source
+            (:class:`BrownianPath`, a tabulated path, a callable ``(s, t) ->
+            increment`` such as torchsde's ``BrownianInterval``), whose shape
+            must be that of the increments.
+        adaptive: step-size control by step doubling on the same Brownian
+            path, with a PI controller (``rtol``, ``atol``, ``dt_min``,
+            ``max_steps``).
+        tstops: extra times that must lie on the step grid.
+        seed, generator: randomness of grid noise (a ``torch.Generator`` or a
+            seed for a new one; default: global RNG).
+        progress: show a tqdm progress bar.
+        return_info: also return a :class:`SolveInfo`.
+        on_divergence: ``"freeze"`` (flag the sample in ``info.diverged``,
+            freeze it, continue with the rest) or ``"raise"``
+            (:class:`DivergenceError`).
+        max_abs: a state entry beyond this magnitude counts as diverged.
+        check_every: period in steps of the divergence check and of the
+            drift/diffusion shape check (also at every save and stage end).
+        checkpoint: exact gradients in bounded memory: ``True`` splits the
+            grid into about ``√n`` segments, an int sets the steps per segment;
+            only segment ends are kept and each segment is recomputed in the
+            backward pass (divergence is then checked at segment ends).
+        callback: ``callback(step)`` after every accepted step (:class:`Step`).
+
+    Returns:
+        ``(len(ts), *x0.shape)`` tensor, and a :class:`SolveInfo` if asked.
+    """
+    sol = integrate(sde, x0, ts, solver, dt=dt, brownian=brownian, adaptive=adaptive, rtol=rtol, atol=atol,
+                    dt_min=dt_min, max_steps=max_steps, tstops=tstops, seed=seed, generator=generator,
+                    progress=progress, on_divergence=on_divergence, max_abs=max_abs, check_every=check_every,
+                    checkpoint=checkpoint, callback=callback, _fixed_shape=True)
+    return (sol.ys, sol.info) if return_info else sol.ys

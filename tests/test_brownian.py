@@ -7,8 +7,9 @@ import pytest
 import torch
 from scipy import stats
 
-from solvers._brownian import (BrownianPath, _bridge_coefficients, _counter_base, _hash,
-                               _mix64_int, _normal, _node_key, _signed, as_brownian)
+from solvers._brownian import BrownianPath, as_brownian
+from solvers._brownian._path import (_bridge_coefficients, _counter_base, _hash, _mix64_int, _normal, _node_key,
+                                     _signed)
 
 
 def _w(path, times):

@@ -135,7 +135,7 @@ def test_adaptive_ode_hits_requested_accuracy():
 def test_bad_input_names_the_argument():
     x0 = torch.zeros(4, 2)
     em = solvers.EulerMaruyama()
-    with pytest.raises(ValueError, match="ts: times must be strictly increasing"):
+    with pytest.raises(ValueError, match="ts: times must be strictly monotone"):
         solvers.sdeint(OU(), x0, [0.0, 1.0, 0.5], em)
     with pytest.raises(ValueError, match="dt: expected a positive"):
         solvers.sdeint(OU(), x0, [0.0, 1.0], em, dt=0.0)

@@ -48,12 +48,14 @@ from __future__ import annotations
 import collections
 import functools
 import math
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-__all__ = ["BrownianPath", "as_brownian"]
+from ._source import BrownianSource, space_time_area
+
+__all__ = ["BrownianPath"]
 
 _MASK64 = (1 << 64) - 1
 
@@ -147,7 +149,7 @@ def _bridge_coefficients(h1: float, h2: float):
     return tuple(map(tuple, k.tolist())), tuple(map(tuple, chol.tolist()))
 
 
-class BrownianPath:
+class BrownianPath(BrownianSource):
     """A seeded Brownian motion ``W`` on ``[t0, t1]``, ``W(t0) = 0``, of tensor shape ``shape``.
 
     ``shape = (batch, *event)``.  ``increment(s, t)`` (also ``path(s, t)``) returns
@@ -173,8 +175,12 @@ class BrownianPath:
                  sample_ids: Optional[Sequence[int]] = None):
         self.shape = torch.Size(shape)
         self.t0, self.t1 = float(t0), float(t1)
+        if not (math.isfinite(self.t0) and math.isfinite(self.t1)):
+            raise ValueError(f"t0, t1: BrownianPath needs a finite interval, got t0={self.t0}, t1={self.t1}.")
         if not self.t1 > self.t0:
-            raise ValueError(f"BrownianPath needs t0 < t1, got t0={self.t0}, t1={self.t1}.")
+            raise ValueError(f"t0, t1: BrownianPath needs t0 < t1, got t0={self.t0}, t1={self.t1}.")
+        if any(not isinstance(n, int) or n < 0 for n in self.shape):
+            raise ValueError(f"shape: expected a tuple of non-negative ints (batch, *event), got {tuple(shape)}")
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be floating point, got {dtype}.")
         self.seed, self.dtype, self.levy_area = int(seed), dtype, bool(levy_area)
@@ -308,44 +314,4 @@ class BrownianPath:
             return zero, zero.clone()
         (ws, is_), (wt, it) = self._node(ns), self._node(nt)
         h = (nt - ns) / self._n * self._length  # the rounded interval, for exact additivity
-        return (wt - ws).to(self.dtype), (it - is_).sub_(ws, alpha=h).to(self.dtype)
-
-
-class _CallableBrownian:
-    """Adapter giving any callable ``(s, t) -> increment`` the BrownianPath query API."""
-
-    def __init__(self, fn: Callable):
-        self._fn = fn
-        approx = getattr(fn, "levy_area_approximation", None)
-        # torchsde's U (return_U) is h (dW/2 + H) = ∫_s^t (W_u - W_s) du, the same as ours.
-        self.has_levy_area = approx in ("space-time", "davie", "foster")
-
-    def increment(self, s, t) -> torch.Tensor:
-        return self._fn(s, t)
-
-    __call__ = increment
-
-    def space_time(self, s, t) -> Tuple[torch.Tensor, torch.Tensor]:
-        if not self.has_levy_area:
-            raise ValueError(f"{self._fn!r} provides no space-time Lévy area.")
-        return self._fn(s, t, return_U=True)
-
-    def __repr__(self) -> str:
-        return f"as_brownian({self._fn!r})"
-
-
-def as_brownian(obj):
-    """Normalise a noise source to an object with ``increment(s, t)``, ``has_levy_area``
-    and, when ``has_levy_area``, ``space_time(s, t) -> (dW, U)``.
-
-    Accepts a `BrownianPath` (returned unchanged), an object already exposing
-    ``increment`` and ``has_levy_area`` (unchanged), or any callable ``(s, t) ->
-    increment`` such as torchsde's ``BrownianInterval``; for torchsde objects built
-    with ``levy_area_approximation`` in {"space-time", "davie", "foster"},
-    ``space_time`` calls ``obj(s, t, return_U=True)``.
-    """
-    if isinstance(obj, BrownianPath) or (hasattr(obj, "increment") and hasattr(obj, "has_levy_area")):
-        return obj
-    if callable(obj):
-        return _CallableBrownian(obj)
-    raise TypeError(f"expected a BrownianPath or a callable (s, t) -> increment, got {type(obj).__name__}.")
+        return (wt - ws).to(self.dtype), space_time_area(ws, is_, wt, it, h).to(self.dtype)
