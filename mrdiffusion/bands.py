@@ -135,7 +135,7 @@ class BandStack:
         return haar.project(self.layout.unpack(y), self.delta(k), self.ndim)
 
 
-class ProjectedPath:
+class ProjectedPath(solvers.BrownianSource):
     """A Brownian source seen through a linear map: ``W^{(k)} = 2^{dΔ/2} project(W^{fine}, Δ)`` by default.
 
     ``transform`` replaces the map (the band view uses ``pack ∘ dwt``). The
@@ -144,6 +144,7 @@ class ProjectedPath:
 
     def __init__(self, path, delta=0, ndim=2, transform=None):
         self.path, self.delta, self.ndim = path, delta, ndim
+        self.t0, self.t1 = getattr(path, "t0", None), getattr(path, "t1", None)
         self.scale = noise_scale(ndim, delta)
         self.has_levy_area = getattr(path, "has_levy_area", False)
         self.transform = transform or (lambda w: self.scale * haar.project(w, delta, ndim))

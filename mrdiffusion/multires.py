@@ -31,8 +31,8 @@ layout, band index, masks, scalings and both views live in
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, List, Optional, Sequence
 
 import torch
@@ -82,8 +82,9 @@ class MRSolution:
     integrated. ``levels[k]``: ``(times, states)`` of level ``k`` in the
     integrated view (grid view: on its own grid), at its start (after
     embedding), at the requested ``ts`` inside its span, and at its end (before
-    the next embedding). ``diverged``: per-sample bool mask; ``info``: the
-    driver's :class:`solvers.SolveInfo` per level.
+    the next embedding). ``diverged``: per-sample bool mask (a sample that
+    diverged on a coarser level stays frozen); ``info``: the driver's
+    :class:`solvers.SolveInfo` (``info.stage_steps``: steps per level).
     """
 
     ts: List[float]
@@ -91,7 +92,7 @@ class MRSolution:
     states: torch.Tensor
     levels: list
     diverged: torch.Tensor
-    info: list
+    info: solvers.SolveInfo
     layout: BandLayout = field(repr=False)
 
     @property
@@ -104,7 +105,7 @@ class MRSolution:
 
     @property
     def nfe(self) -> int:
-        return sum(i.nfe for i in self.info)
+        return self.info.nfe
 
 
 class MultiResolutionSDE:
@@ -239,66 +240,7 @@ class MultiResolutionSDE:
         return solvers.BrownianPath(shape, 0.0, self.T, seed=seed, levy_area=levy_area, dtype=dtype,
                                     device=device)
 
-    # ------------------------------------------------------------------ sampling
-
-    def _check_dt(self, dt):
-        if dt is None:
-            return
-        if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
-            raise ValueError(f"dt: expected a positive finite step or None, got {dt!r}")
-        for lev in self.levels:
-            n = (lev.t_end - lev.t_start) / dt
-            if abs(n - round(n)) > 1e-9 * max(1.0, n) or round(n) < 1:
-                raise ValueError(f"dt={dt} does not divide the span [{lev.t_start}, {lev.t_end}] of level "
-                                 f"{lev.index}: a step would skip the activation time {lev.t_end}")
-
-    def _start(self, batch, dt, ts, brownian, seed, generator, dtype, device):
-        """Validate a sampling request before any work; return ``(ts, path, generator, z0 batch)``."""
-        if not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch: expected a positive int, got {batch!r}")
-        self._check_dt(dt)
-        ts = self.times + [self.T] if ts is None else [float(t) for t in ts]
-        if any(b <= a for a, b in zip(ts, ts[1:])) or ts[0] < 0 or ts[-1] > self.T:
-            raise ValueError(f"ts: expected increasing times in [0, T={self.T}], got {ts}")
-        path = None if brownian is None else as_brownian(brownian)
-        if generator is None and seed is not None and path is None:
-            generator = torch.Generator(device=device or "cpu").manual_seed(int(seed))
-        z0 = self.z0.to(dtype=dtype, device=device)
-        x = z0.expand(batch, *z0.shape).clone() if z0.ndim == self.ndim + 1 else z0
-        if x.shape[0] != batch:
-            raise ValueError(f"z0: has batch {x.shape[0]}, but batch={batch}")
-        return ts, path, generator, x
-
-    def _solve_levels(self, x, ts, solver, sde_of, path_of, embed, *, dt, generator, progress, sdeint_kwargs):
-        """The one level loop of both views: integrate each level's span through :func:`solvers.sdeint`.
-
-        ``embed(level, x)`` carries the state across an activation time. Returns
-        the per-level ``(times, states)``, the divergence mask (samples that
-        diverged on a coarser level stay frozen), the driver infos, and
-        ``{index in ts: (level index, state)}`` for the saved times.
-        """
-        from tqdm.auto import tqdm
-
-        diverged = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        per_level, infos, saved = [], [], {}
-        last = len(self.levels) - 1
-        for lev in tqdm(self.levels, desc="levels", disable=not progress, leave=False):
-            k = lev.index
-            if k > 0:
-                x = embed(lev, x)
-            seg = [lev.t_start] + [t for t in ts if lev.t_start < t < lev.t_end] + [lev.t_end]
-            out, info = solvers.sdeint(sde_of(k), x, seg, solver, dt=dt, brownian=path_of(k), generator=generator,
-                                       return_info=True, **sdeint_kwargs)
-            if bool(diverged.any()):
-                out = torch.where(diverged.view(1, -1, *[1] * (out.ndim - 2)), x.unsqueeze(0), out)
-            diverged = diverged | info.diverged.to(diverged.device)
-            per_level.append((seg, out))
-            infos.append(info)
-            for i, t in enumerate(seg):
-                if t in ts and (t < lev.t_end or k == last):  # right-continuous: t_k is the new level's start
-                    saved[ts.index(t)] = (k, out[i])
-            x = out[-1]
-        return per_level, diverged, infos, saved
+    # ------------------------------------------------------------------ the level schedule
 
     def _spatial_noise(self, k):
         """Whether level ``k`` is driven per cell (additive, diagonal) rather than by shared motions."""
@@ -308,41 +250,6 @@ class MultiResolutionSDE:
         """Level ``k`` of the grid view (its SDE, a diffusion broadcastable to the state accepted)."""
         sde = self.sdes[k]
         return GridLevelSDE(sde) if sde.noise in ("diagonal", "scalar") else sde
-
-    def sample(self, solver, batch, *, dt=None, ts=None, brownian=None, seed=None, generator=None,
-               dtype=torch.float64, device=None, progress=False, **sdeint_kwargs) -> MRSolution:
-        """Sample ``batch`` paths of the grid view with ``solver`` through :func:`solvers.sdeint`, level by level.
-
-        ``ts`` (default: the activation times and ``T``) are saved; every
-        activation time is always on the step grid. ``brownian`` is ``None``
-        (independent noise per level, fixed grid) or a path on the finest grid
-        (:meth:`finest_path`), from which each level's noise is projected
-        (levels with scalar or general noise use it as it is). Other keyword
-        arguments go to :func:`solvers.sdeint`.
-        """
-        ts, path, generator, x = self._start(batch, dt, ts, brownian, seed, generator, dtype, device)
-        sdes = [self.grid_sde(k) for k in range(len(self.levels))]
-        for level_sde in sdes:
-            solver.check(level_sde)
-
-        def embed(lev, x):
-            x = haar.embed(x, lev.j - self.levels[lev.index - 1].j, self.ndim).contiguous()  # (no shared memory)
-            return x if self.init_band is None else self.init_band(lev, x)
-
-        def path_of(k):
-            if path is None or not self._spatial_noise(k):
-                return path
-            return ProjectedPath(path, self.delta(k), self.ndim)
-
-        per_level, diverged, infos, saved = self._solve_levels(
-            x, ts, solver, sdes.__getitem__, path_of, embed, dt=dt, generator=generator, progress=progress,
-            sdeint_kwargs=sdeint_kwargs)
-        finest = torch.empty((len(ts), batch, self.channels, *self.finest_shape), dtype=dtype, device=device)
-        for i, (k, state) in saved.items():
-            finest[i] = self.to_finest(state, k)
-        return MRSolution(ts, "grid", finest, per_level, diverged, infos, self.layout)
-
-    # ------------------------------------------------------------------ band view
 
     def band_sde(self, k):
         """Level ``k`` of the band view: an SDE on packed finest-grid Haar coefficients ``(batch, C, n)``."""
@@ -354,31 +261,122 @@ class MultiResolutionSDE:
         """Wrap a finest-grid path as the Brownian motion of the band view: ``B = pack(dwt(W^{fine}))``."""
         return ProjectedPath(as_brownian(path), 0, self.ndim, transform=self.layout.pack)
 
+    def embed(self, k, x):
+        """Carry a level-``k-1`` state across ``t_k`` in the grid view: ``ι x`` (then ``init_band``)."""
+        lev = self.levels[k]
+        x = haar.embed(x, lev.j - self.levels[k - 1].j, self.ndim).contiguous()  # (no shared memory)
+        return x if self.init_band is None else self.init_band(lev, x)
+
+    def schedule(self, view="grid", *, brownian=None, band_brownian=None):
+        """This process as a level schedule for :func:`solvers.integrate`: one :class:`solvers.Stage` per level.
+
+        ``view="grid"``: level ``k`` on its own grid, embedded by :meth:`embed`
+        at ``t_k``; ``view="bands"``: the band view, one state ``(batch, C, n)``
+        throughout. ``brownian``: ``None`` (grid draws) or a finest-grid path
+        (:meth:`finest_path`); each level's noise is derived from it (grid view:
+        ``2^{dΔ/2} project``; band view: ``pack ∘ dwt``), and levels with scalar
+        or general noise use it as it is. ``band_brownian``: the band view's
+        noise in band coordinates, given directly.
+        """
+        if view not in ("grid", "bands"):
+            raise ValueError(f"view: expected 'grid' or 'bands', got {view!r}")
+        path = None if brownian is None else as_brownian(brownian)
+        if view == "bands" and band_brownian is None and path is not None:
+            band_brownian = self.band_path(path)
+        stages = []
+        for lev in self.levels:
+            k, spatial = lev.index, self._spatial_noise(lev.index)
+            if view == "grid":
+                src = ProjectedPath(path, self.delta(k), self.ndim) if path is not None and spatial else path
+                stages.append(solvers.Stage(lev.t_start, self.grid_sde(k), embed=partial(self.embed, k) if k else None,
+                                            brownian=src))
+            else:
+                src = band_brownian if spatial or self._band_defined else path
+                stages.append(solvers.Stage(lev.t_start, self.band_sde(k), brownian=src))
+        return stages
+
+    # ------------------------------------------------------------------ sampling
+
+    def initial_state(self, batch, view="grid", *, dtype=torch.float64, device=None):
+        """The point mass ``z_0`` for ``batch`` samples: ``(batch, C, *shape_0)``, or ``(batch, C, n)`` for the band
+        view."""
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            raise ValueError(f"batch: expected a positive int, got {batch!r}")
+        z0 = self.z0.to(dtype=dtype, device=device)
+        x = z0.expand(batch, *z0.shape).clone() if z0.ndim == self.ndim + 1 else z0
+        if x.shape[0] != batch:
+            raise ValueError(f"z0: has batch {x.shape[0]}, but batch={batch}")
+        return self.to_bands(x, 0).contiguous() if view == "bands" else x
+
+    def _sample(self, view, solver, batch, *, dt=None, ts=None, brownian=None, band_brownian=None, dtype=torch.float64,
+                device=None, **kwargs) -> MRSolution:
+        """Both views: the level schedule of ``view`` through :func:`solvers.integrate`, saved at ``ts``."""
+        ts = self.times + [self.T] if ts is None else [float(t) for t in ts]
+        if not ts or any(b <= a for a, b in zip(ts, ts[1:])) or ts[0] < 0 or ts[-1] > self.T or ts[-1] <= 0:
+            raise ValueError(f"ts: expected increasing times in [0, T={self.T}] ending after 0, got {ts}")
+        x0 = self.initial_state(batch, view, dtype=dtype, device=device)
+        end = ts[-1]
+        ends = {}  # k -> the state at t_k before the embedding (the end of level k - 1)
+
+        def carried(k, embed):
+            def carry(x):
+                ends[k] = x
+                return x if embed is None else embed(x)
+            return carry
+
+        stages = [solvers.Stage(st.t_start, st.sde, carried(k, st.embed), st.brownian)
+                  for k, st in enumerate(self.schedule(view, brownian=brownian, band_brownian=band_brownian))
+                  if st.t_start < end]
+        run_ts = sorted(set([0.0] + ts + [st.t_start for st in stages]))
+        sol = solvers.integrate(stages, x0, run_ts, solver, dt=dt, **kwargs)
+        ys = list(sol.ys)
+        levels = []
+        for k in range(len(stages)):
+            idx = [i for i, s in enumerate(sol.stages) if s == k]
+            times, states = [run_ts[i] for i in idx], [ys[i] for i in idx]
+            if k + 1 < len(stages):
+                times, states = times + [stages[k + 1].t_start], states + [ends[k + 1]]
+            levels.append((times, torch.stack(states)))
+        saved = [(sol.stages[run_ts.index(t)], ys[run_ts.index(t)]) for t in ts]
+        last = next((lev.index for lev in self.levels[1:] if lev.t_start == end), None)
+        if last is not None:  # ts ends at an activation time: right-continuous, the new level's start
+            x = self.embed(last, ys[-1]) if view == "grid" else ys[-1]
+            saved[-1] = (last, x)
+            levels.append(([end], x.unsqueeze(0)))
+        if view == "grid":
+            states = torch.stack([self.to_finest(x, k) for k, x in saved])
+        else:
+            states = torch.stack([x for _, x in saved])
+        return MRSolution(ts, view, states, levels, sol.info.diverged, sol.info, self.layout)
+
+    def sample(self, solver, batch, *, dt=None, ts=None, brownian=None, seed=None, generator=None,
+               dtype=torch.float64, device=None, progress=False, **integrate_kwargs) -> MRSolution:
+        """Sample ``batch`` paths of the grid view with ``solver``: the level schedule (:meth:`schedule`) run by
+        :func:`solvers.integrate`.
+
+        ``ts`` (default: the activation times and ``T``) are saved; every
+        activation time is always on the step grid, and ``dt`` must divide
+        every level's span. ``brownian`` is ``None`` (grid draws from ``seed``
+        or ``generator``) or a path on the finest grid (:meth:`finest_path`),
+        from which each level's noise is projected (levels with scalar or
+        general noise use it as it is). Other keyword arguments
+        (``max_abs``, ``check_every``, ``callback``, …) go to :func:`solvers.integrate`.
+        """
+        return self._sample("grid", solver, batch, dt=dt, ts=ts, brownian=brownian, seed=seed, generator=generator,
+                            dtype=dtype, device=device, progress=progress, **integrate_kwargs)
+
     def sample_bands(self, solver, batch, *, dt=None, ts=None, brownian=None, seed=None, generator=None,
-                     dtype=torch.float64, device=None, progress=False, **sdeint_kwargs) -> MRSolution:
-        """Sample the band view level by level through :func:`solvers.sdeint`; arguments as :meth:`sample`.
+                     dtype=torch.float64, device=None, progress=False, **integrate_kwargs) -> MRSolution:
+        """Sample the band view: the schedule ``schedule("bands")`` run by :func:`solvers.integrate`; arguments
+        as :meth:`sample`.
 
         The state is ``(batch, C, n)`` (packed Haar coefficients of the finest
         grid). With a finest-grid ``brownian`` the band view uses its Haar
         coefficients, so it sees the same noise as :meth:`sample` with the same
-        path. ``init_band`` is not applied in the band view.
+        path, and gives the same paths to round-off.
         """
         if self.init_band is not None:
             raise ValueError("init_band: the band view starts every band at zero; use sample() (the grid view) "
                              "for a process with init_band")
-        ts, path, generator, z0 = self._start(batch, dt, ts, brownian, seed, generator, dtype, device)
-        sdes = [self.band_sde(k) for k in range(len(self.levels))]
-        for level_sde in sdes:
-            solver.check(level_sde)
-        band_path = None if path is None else self.band_path(path)
-
-        def path_of(k):
-            return band_path if self._band_defined or self._spatial_noise(k) else path
-
-        per_level, diverged, infos, saved = self._solve_levels(
-            self.to_bands(z0, 0), ts, solver, sdes.__getitem__, path_of, lambda lev, y: y, dt=dt,
-            generator=generator, progress=progress, sdeint_kwargs=sdeint_kwargs)
-        out = torch.empty((len(ts), batch, self.channels, self.layout.n), dtype=dtype, device=device)
-        for i, (_, y) in saved.items():
-            out[i] = y
-        return MRSolution(ts, "bands", out, per_level, diverged, infos, self.layout)
+        return self._sample("bands", solver, batch, dt=dt, ts=ts, brownian=brownian, seed=seed, generator=generator,
+                            dtype=dtype, device=device, progress=progress, **integrate_kwargs)

@@ -172,7 +172,7 @@ def test_both_views_return_an_mrsolution_with_both_coordinates():
     sol = mr.sample_bands(solvers.Heun(), 4, dt=1 / 16, seed=0)
     assert sol.bands.shape == (4, 4, 2, 16) and sol.finest.shape == (4, 4, 2, 4, 4)
     assert torch.allclose(mr.layout.pack(sol.finest), sol.bands, atol=1e-13)
-    assert len(sol.info) == 3 and sol.nfe > 0 and sol.diverged.shape == (4,)
+    assert sol.info.stage_steps == [4, 4, 8] and sol.nfe > 0 and sol.diverged.shape == (4,)
     grid = mr.sample(solvers.Heun(), 4, dt=1 / 16, seed=0)
     assert type(grid) is type(sol) and [out.shape[-2:] for _, out in grid.levels] == [(1, 1), (2, 2), (4, 4)]
 
@@ -186,3 +186,19 @@ def test_band_view_refuses_init_band_and_spatially_varying_diagonal_noise():
     with pytest.raises(ValueError, match="use the grid view"):
         mr.sample_bands(solvers.EulerMaruyama(), 2, dt=0.25)
     assert mr.sample(solvers.EulerMaruyama(), 2, dt=0.25).finest.shape == (3, 2, 1, 2, 2)
+
+
+def test_save_times_are_right_continuous_and_may_stop_early():
+    mr = _process("additive", 2)
+    path = mr.finest_path(2, seed=3)
+    full = mr.sample(solvers.Heun(), 2, dt=1 / 16, ts=[0.0, 0.25, 0.5, 1.0], brownian=path)
+    # stopping at an activation time returns the embedded state there (the new band a point mass at zero),
+    # and the paths up to it are those of the full run
+    early = mr.sample(solvers.Heun(), 2, dt=1 / 16, ts=[0.25, 0.5], brownian=path)
+    assert torch.equal(early.finest, full.finest[1:3])
+    assert [times for times, _ in early.levels] == [[0.0, 0.25], [0.25, 0.5], [0.5]]
+    assert early.levels[2][1].shape[-2:] == (4, 4)
+    bands = mr.sample_bands(solvers.Heun(), 2, dt=1 / 16, ts=[0.25, 0.5], brownian=path)
+    assert float((bands.bands - early.bands).abs().max()) <= TOL
+    with pytest.raises(ValueError, match=r"ts: expected increasing times in \[0, T=1.0\]"):
+        mr.sample(solvers.Heun(), 2, dt=1 / 16, ts=[0.5, 0.25])
