@@ -77,8 +77,8 @@ class Workspace:
             return None
         if self._path[0] != name:
             self._path = (None, None)  # free the previous table first
-            self._path = (name, BandPath(self.problem(name), self.config.strong_paths, self.strong_seed(name), g,
-                                         table=True))
+            self._path = (name, BandPath(self.problem(name), self.config.strong_paths, self.strong_seed(name),
+                                         g).table())
         return self._path[1]
 
     def problem(self, name):
