@@ -28,13 +28,11 @@ __all__ = ["run_crosschecks", "sde_vs_torchsde", "ode_vs_torchdiffeq"]
 
 
 def _small(spec, levels=3):
+    """The first ``levels`` levels of a problem: every per-level parameter (a tuple of one value per level) cut."""
     p = dict(spec.params)
     K = len(p["levels"])
     if K > levels:
-        p["levels"], p["times"] = p["levels"][:levels], p["times"][:levels]
-        for key in ("rates", "noise"):
-            if isinstance(p.get(key), tuple):
-                p[key] = p[key][:levels]
+        p = {k: v[:levels] if isinstance(v, tuple) and len(v) == K else v for k, v in p.items()}
     return replace(spec, params=tuple(sorted(p.items())))
 
 

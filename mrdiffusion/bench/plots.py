@@ -338,7 +338,9 @@ def plot_paths(plt, out, config, ws, *, dt=1 / 64, paths=3):
 
 
 def plot_band_images(plt, out, config, ws, *, dt=1 / 64):
-    name = next((p.name for p in config.problems if p.kind == "gaussian"), config.problems[0].name)
+    from .problems import KINDS
+
+    name = next((p.name for p in config.problems if KINDS[p.kind].showcase), config.problems[0].name)
     prob = ws.problem(name)
     dt = _plot_dt(prob, dt, config)
     solver = solvers.ExponentialEuler()
