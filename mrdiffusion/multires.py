@@ -264,7 +264,9 @@ class MultiResolutionSDE:
     def embed(self, k, x):
         """Carry a level-``k-1`` state across ``t_k`` in the grid view: ``ι x`` (then ``init_band``)."""
         lev = self.levels[k]
-        x = haar.embed(x, lev.j - self.levels[k - 1].j, self.ndim).contiguous()  # (no shared memory)
+        x = haar.embed(x, lev.j - self.levels[k - 1].j, self.ndim)
+        if not self._spatial_noise(k):  # Milstein's forward-mode derivative refuses an expanded (shared-memory) x
+            x = x.contiguous()
         return x if self.init_band is None else self.init_band(lev, x)
 
     def schedule(self, view="grid", *, brownian=None, band_brownian=None):

@@ -202,3 +202,14 @@ def test_save_times_are_right_continuous_and_may_stop_early():
     assert float((bands.bands - early.bands).abs().max()) <= TOL
     with pytest.raises(ValueError, match=r"ts: expected increasing times in \[0, T=1.0\]"):
         mr.sample(solvers.Heun(), 2, dt=1 / 16, ts=[0.5, 0.25])
+
+
+def test_docs_multires_examples_run():
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "multires.md").read_text()
+    namespace = {}
+    for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):
+        exec(compile(block, "docs/multires.md", "exec"), namespace)
+    assert namespace["sol"].info.stage_steps == [4, 4, 8] and namespace["seen"] == [0] * 4 + [1] * 4 + [2] * 8
