@@ -281,6 +281,8 @@ class BandDefinedLevelSDE(solvers.SDE):
             self.linear_only = getattr(proc, "band_linear_only", False)
             if hasattr(proc, "band_transition"):
                 self.linear_transition = lambda s, t: proc.band_transition(s, t, k)
+            if hasattr(proc, "band_forcing_transition"):  # exact weight of an affine forcing (ExponentialEuler)
+                self.nonlinear_weight = lambda s, t: proc.band_forcing_transition(s, t, k)
 
     def drift(self, t, y):
         return self.proc.band_drift(t, y, self.k)
