@@ -34,7 +34,7 @@ def main(argv=None):
     parser.add_argument("--dt", type=float, default=1 / 16)
     args = parser.parse_args(argv)
     process = MultiResolutionSDE(levels=[1, 2, 3, 4], times=[0.0, 0.25, 0.5, 0.75], T=1.0, drift=drift,
-                                 diffusion=diffusion, noise="additive", channels=3)
+                                 diffusion=diffusion, noise_type="additive", channels=3)
     print(f"{'scheme':22s} {'std per band at T (coarse -> fine)':42s} diverged")
     # (DriftImplicitEuler and ExponentialEuler need a linear part, linear(t): see mrdiffusion.processes)
     for solver in (solvers.EulerMaruyama(), solvers.TwoStepEuler(), solvers.Heun(), solvers.SRA1()):

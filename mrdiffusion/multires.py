@@ -31,6 +31,7 @@ layout, band index, masks, scalings and both views live in
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, List, Optional, Sequence
@@ -44,6 +45,15 @@ from . import haar
 from .bands import (BandDefinedLevelSDE, BandLayout, BandLevelSDE, BandStack, GridLevelSDE, ProjectedPath)
 
 __all__ = ["Level", "BandLayout", "MultiResolutionSDE", "MRSolution", "LevelSDE"]
+
+
+def renamed(old_name, old_value, new_name, new_value):
+    """The value of a renamed keyword: ``new_value``, or ``old_value`` (with a DeprecationWarning) when given."""
+    if old_value is None:
+        return new_value
+    warnings.warn(f"{old_name}= is renamed {new_name}= (a noise type and a noise rate are different things)",
+                  DeprecationWarning, stacklevel=3)
+    return old_value
 
 
 @dataclass(frozen=True)
@@ -119,7 +129,8 @@ class MultiResolutionSDE:
         T: final time.
         sdes: one SDE object per level (the :mod:`solvers` protocol, acting on
             ``(batch, channels, *shape_k)``); or give ``drift`` and
-            ``diffusion`` functions of ``(t, x, level)`` and a ``noise`` type.
+            ``diffusion`` functions of ``(t, x, level)`` and a ``noise_type``
+            (``noise=`` is its deprecated old name).
         channels, ndim, base_shape: the grid.
         z0: the starting point mass on the coarsest grid: ``None`` (zeros), a
             tensor of shape ``(channels, *shape_0)`` or ``(batch, channels,
@@ -131,8 +142,9 @@ class MultiResolutionSDE:
     _band_defined = False  # subclasses defined in band coordinates derive their grid SDEs
 
     def __init__(self, levels, times, T, *, sdes=None, drift: Optional[Callable] = None,
-                 diffusion: Optional[Callable] = None, noise="diagonal", channels=1, ndim=2, base_shape=None,
-                 z0=None, init_band=None):
+                 diffusion: Optional[Callable] = None, noise_type="diagonal", channels=1, ndim=2, base_shape=None,
+                 z0=None, init_band=None, noise=None):
+        noise_type = renamed("noise", noise, "noise_type", noise_type)
         if ndim not in (1, 2, 3):
             raise ValueError(f"ndim: expected 1, 2 or 3 spatial dimensions, got {ndim!r}")
         self.ndim, self.channels = int(ndim), int(channels)
@@ -155,7 +167,7 @@ class MultiResolutionSDE:
                 raise ValueError(f"sdes: expected one SDE per level ({len(shapes)}), got {len(sdes)}")
             self.sdes = [solvers.as_sde(s) for s in sdes]
         elif drift is not None and diffusion is not None:
-            self.sdes = [LevelSDE(drift, diffusion, lev, noise) for lev in self.levels]
+            self.sdes = [LevelSDE(drift, diffusion, lev, noise_type) for lev in self.levels]
         elif not self._band_defined:
             raise ValueError("sdes: give one SDE per level, or both drift(t, x, level) and diffusion(t, x, level)")
         self.z0 = self._check_z0(z0)

@@ -99,7 +99,7 @@ def test_band_view_keeps_ito_multiplicative_noise():
     # issue 10: a 1×1 level with diffusion 0.8·x; the band view used to declare "additive" noise, so Heun solved
     # the Stratonovich equation (E Z_0.5 ≈ 1.507) instead of the Itô one (E Z_0.5 = e^{0.25} ≈ 1.284)
     mr = MultiResolutionSDE([0], [0.0], 0.5, drift=lambda t, x, lev: 0.5 * x,
-                            diffusion=lambda t, x, lev: 0.8 * x, noise="diagonal",
+                            diffusion=lambda t, x, lev: 0.8 * x, noise_type="diagonal",
                             z0=torch.ones(1, 1, 1, dtype=torch.float64))
     assert mr.band_sde(0).noise == "diagonal"
     n = 40_000
@@ -129,7 +129,7 @@ def test_broadcastable_diffusion_accepted_in_both_views(noise):
             return torch.full_like(x, 0.5)
 
         mr = MultiResolutionSDE([0, 1], [0.0, 0.5], 1.0, drift=lambda t, x, lev: -x, diffusion=diffusion,
-                                noise=noise, channels=2)
+                                noise_type=noise, channels=2)
         path = (solvers.BrownianPath((2,), 0.0, 1.0, seed=0) if noise == "scalar" else mr.finest_path(2, seed=0))
         if noise == "diagonal" and shape == "scalar_float":
             continue  # a float is not a diagonal diffusion for the driver either
@@ -179,7 +179,7 @@ def test_both_views_return_an_mrsolution_with_both_coordinates():
 
 def test_band_view_refuses_init_band_and_spatially_varying_diagonal_noise():
     mr = MultiResolutionSDE([0, 1], [0.0, 0.5], 1.0, drift=lambda t, x, lev: -x,
-                            diffusion=lambda t, x, lev: 0.5 * x, noise="diagonal", init_band=lambda lev, x: x)
+                            diffusion=lambda t, x, lev: 0.5 * x, noise_type="diagonal", init_band=lambda lev, x: x)
     with pytest.raises(ValueError, match="init_band: the band view starts every band at zero"):
         mr.sample_bands(solvers.EulerMaruyama(), 2, dt=0.25)
     mr.init_band = None

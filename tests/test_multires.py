@@ -17,7 +17,7 @@ ALL = [solvers.EulerMaruyama(), solvers.TwoStepEuler(), solvers.Heun(), solvers.
 
 
 def _linear():
-    return LinearBandProcess([0, 1, 2], [0.0, 0.25, 0.5], 1.0, rates=[-1.0, -2.0, -4.0], noise=[1.0, 0.8, 0.6],
+    return LinearBandProcess([0, 1, 2], [0.0, 0.25, 0.5], 1.0, rates=[-1.0, -2.0, -4.0], noise_rate=[1.0, 0.8, 0.6],
                              z0=torch.full((1, 1, 1), 1.5, dtype=torch.float64))
 
 
@@ -27,7 +27,7 @@ def _em_band_moments(proc, band, t_end, dt):
     for lev in proc.levels[band:]:
         if lev.t_start >= t_end:
             break
-        a, c = proc.rates[band], proc.noise[lev.index]
+        a, c = proc.rates[band], proc.noise_rate[lev.index]
         for _ in range(round((min(lev.t_end, t_end) - lev.t_start) / dt)):
             factor, v = (1 + a * dt) * factor, (1 + a * dt) ** 2 * v + c * c * dt
     return factor, v
@@ -111,7 +111,7 @@ def test_user_defined_process_both_views_and_saved_shapes():
     def diffusion(t, x, level):
         return torch.full((1, x.shape[1], 1, 1), 0.5 + 0.1 * level.index, dtype=x.dtype)
 
-    mr = MultiResolutionSDE([1, 2, 4], [0.0, 0.3, 0.6], 1.0, drift=drift, diffusion=diffusion, noise="additive",
+    mr = MultiResolutionSDE([1, 2, 4], [0.0, 0.3, 0.6], 1.0, drift=drift, diffusion=diffusion, noise_type="additive",
                             channels=3)
     path = mr.finest_path(2, seed=0)
     sol = mr.sample(solvers.Heun(), 2, dt=0.05, ts=[0.0, 0.1, 0.3, 0.65, 1.0], brownian=path)
@@ -209,3 +209,13 @@ def test_bad_input_names_the_problem():
     with pytest.raises(ValueError, match="solver SRA1 supports noise types"):
         mr.sample(solvers.SRA1(), 4, dt=0.1)
     assert stiff.sample(solvers.SRA1(), 2, dt=0.25).finest.shape == (3, 2, 1, 2, 2)
+
+
+def test_old_noise_keywords_still_work_with_a_deprecation_warning():
+    f = lambda t, x, level: -x  # noqa: E731
+    with pytest.warns(DeprecationWarning, match="noise= is renamed noise_type="):
+        mr = MultiResolutionSDE([0, 1], [0.0, 0.5], 1.0, drift=f, diffusion=f, noise="additive")
+    assert mr.sdes[0].noise == "additive"
+    with pytest.warns(DeprecationWarning, match="noise= is renamed noise_rate="):
+        proc = LinearBandProcess([0, 1], [0.0, 0.5], 1.0, noise=0.5)
+    assert proc.noise_rate == [0.5, 0.5]

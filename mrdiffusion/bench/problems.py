@@ -149,7 +149,7 @@ register(ProblemKind(
         Param("z0", lambda K: 1.0, "the starting point mass of the coarse band", _float(positive=False)),
     ),
     build=lambda p: LinearBandProcess(
-        *_stack(p)[:3], rates=_list(p["rates"]), noise=_list(p["noise"]),
+        *_stack(p)[:3], rates=_list(p["rates"]), noise_rate=_list(p["noise"]),
         z0=torch.full((p["channels"], 1, 1), p["z0"], dtype=torch.float64), **_stack(p)[3]),
     describe=lambda p: f"per-band OU dY = a_k Y dt + c dB, a_k = {_list(p['rates'])}, c = {p['noise']}, "
                        f"z0 = {p['z0']}",
@@ -167,7 +167,7 @@ def _stiff_verdict(p, ladder):
 
 
 register(ProblemKind(
-    "stiff", "DESIGN.md §2: dY = -κ/(t - t_k + ε) Y dt + β dB, the clock restarting at every activation",
+    "stiff", "docs/design.md §2.3: dY = -κ/(t - t_k + ε) Y dt + β dB, the clock restarting at every activation",
     COMMON + (
         Param("kappa", lambda K: 5.0, "κ, the strength of the pull to the point mass", _float()),
         Param("eps", lambda K: 0.01, "ε, the clock offset: the drift rate right after an activation is −κ/ε",
@@ -187,7 +187,7 @@ register(ProblemKind(
         Param("noise", lambda K: 1.0, "noise rate c in band coordinates", _float()),
         Param("data_seed", lambda K: 0, "seed of the data mean", lambda where, v, K: integer(where, v, minimum=0)),
     ),
-    build=lambda p: GaussianReverseProcess.power_law(*_stack(p)[:3], decay=p["decay"], noise=p["noise"],
+    build=lambda p: GaussianReverseProcess.power_law(*_stack(p)[:3], decay=p["decay"], noise_rate=p["noise"],
                                                      seed=p["data_seed"], **_stack(p)[3]),
     describe=lambda p: (f"reverse process of Gaussian data N(μ, 2^(−{p['decay']}·level)) from a point mass at every "
                         f"activation, noise c = {p['noise']}"),
@@ -240,7 +240,7 @@ class Problem:
                                   v.to(torch.float64).expand(shape).to(self.device, self.dtype).contiguous())
         return self._moments[key]
 
-    def noise(self, k):
+    def noise_rate(self, k):
         """The band-coordinate noise rate of level ``k`` on every coefficient (zero on inactive bands)."""
         if k not in self._noise:
             g = self.proc.band_sde(k).diffusion(self.times[k], torch.zeros(1, self.channels, self.n,
@@ -259,7 +259,7 @@ class Problem:
             V = torch.as_tensor(V, dtype=torch.float64).to(self.device, self.dtype)
             growth = torch.exp(lam).expand(self.channels, self.n).contiguous()
             forcing = self.moments(t)[0] - growth * self.moments(s)[0]
-            scale = (self.noise(k) * torch.sqrt(V / (t - s))).expand(self.channels, self.n).contiguous()
+            scale = (self.noise_rate(k) * torch.sqrt(V / (t - s))).expand(self.channels, self.n).contiguous()
             self._exact[key] = (growth, forcing, scale)
         return self._exact[key]
 
