@@ -34,13 +34,13 @@ def main(argv=None):
     parser.add_argument("--dt", type=float, default=1 / 16)
     args = parser.parse_args(argv)
     process = MultiResolutionSDE(levels=[1, 2, 3, 4], times=[0.0, 0.25, 0.5, 0.75], T=1.0, drift=drift,
-                                 diffusion=diffusion, noise="additive", channels=3)
+                                 diffusion=diffusion, noise_type="additive", channels=3)
     print(f"{'scheme':22s} {'std per band at T (coarse -> fine)':42s} diverged")
     # (DriftImplicitEuler and ExponentialEuler need a linear part, linear(t): see mrdiffusion.processes)
     for solver in (solvers.EulerMaruyama(), solvers.TwoStepEuler(), solvers.Heun(), solvers.SRA1()):
         sol = process.sample(solver, args.paths, dt=args.dt, seed=0)
-        bands = process.layout.pack(sol.finest[-1])
-        stds = [float(bands[..., process.band_of_coefficient() == k].std()) for k in range(len(process.levels))]
+        bands = sol.bands[-1]  # Haar band coordinates of the finest grid
+        stds = [float(bands[..., process.band == k].std()) for k in range(len(process.levels))]
         print(f"{solver.name:22s} {'  '.join(f'{s:9.3g}' for s in stds):42s} {float(sol.diverged.float().mean()):.2f}")
     return 0
 

@@ -20,21 +20,20 @@ level-``k`` noise is the ℓ²-orthonormal Haar approximation of the fine path,
 again a standard Brownian motion per coarse cell, so both modes have the same
 law.
 
-**Band view.** The same process on the finest grid in Haar coordinates:
-``Y = pack(dwt(ι^{Δ_k} Z))`` (orthonormal transform on the finest grid, all
-bands concatenated along the last axis, coarse first). Band ``k`` (the Haar
-details between ``j_{k-1}`` and ``j_k``) is frozen at zero before ``t_k``. With
-the finest-grid path ``W^{fine}`` in Haar coordinates, ``B = pack(dwt(W^{fine}))``,
-the level-``k`` noise term becomes ``σ_k 2^{dΔ_k/2} 1_{bands ≤ k} dB`` — a
-diagonal SDE whenever ``σ_k`` is spatially constant (required by the band
-view). :meth:`MultiResolutionSDE.band_view` builds it; the tests check that both
-views give the same path for the same noise, to float64 round-off.
+**Two views.** :meth:`MultiResolutionSDE.sample` integrates each level on its
+own grid (the *grid view*); :meth:`MultiResolutionSDE.sample_bands` integrates
+the same process on the finest grid in Haar coordinates, band ``k`` frozen at
+zero before ``t_k`` (the *band view*). Both return an :class:`MRSolution`, and
+with the same finest-grid path they give the same paths to round-off. The
+layout, band index, masks, scalings and both views live in
+:mod:`mrdiffusion.bands`.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, List, Optional, Sequence
 
 import torch
@@ -43,8 +42,18 @@ import solvers
 from solvers import as_brownian
 
 from . import haar
+from .bands import (BandDefinedLevelSDE, BandLayout, BandLevelSDE, BandStack, GridLevelSDE, ProjectedPath)
 
 __all__ = ["Level", "BandLayout", "MultiResolutionSDE", "MRSolution", "LevelSDE"]
+
+
+def renamed(old_name, old_value, new_name, new_value):
+    """The value of a renamed keyword: ``new_value``, or ``old_value`` (with a DeprecationWarning) when given."""
+    if old_value is None:
+        return new_value
+    warnings.warn(f"{old_name}= is renamed {new_name}= (a noise type and a noise rate are different things)",
+                  DeprecationWarning, stacklevel=3)
+    return old_value
 
 
 @dataclass(frozen=True)
@@ -56,41 +65,6 @@ class Level:
     shape: tuple
     t_start: float
     t_end: float
-
-
-class BandLayout:
-    """Packs Haar coefficients of the finest grid along one axis: ``(*lead, *spatial) <-> (*lead, n)``.
-
-    Coarse coefficients first, then the detail levels coarsest → finest, each
-    flattened as ``(2**ndim - 1, *spatial_i)``. ``dwt_level`` (a long tensor of
-    length ``n``) gives each coefficient's Haar level: 0 for the coarse part,
-    ``i + 1`` for ``details[i]``.
-    """
-
-    def __init__(self, shape: Sequence[int], levels: int, ndim: int):
-        self.shape, self.levels, self.ndim = tuple(shape), int(levels), int(ndim)
-        coarse = tuple(s >> levels for s in self.shape)
-        self.sizes = [math.prod(coarse)]
-        self.detail_shapes = []
-        for i in range(levels):
-            sp = tuple(c << i for c in coarse)
-            self.detail_shapes.append((2**ndim - 1, *sp))
-            self.sizes.append((2**ndim - 1) * math.prod(sp))
-        self.coarse_shape = coarse
-        self.n = sum(self.sizes)
-        self.dwt_level = torch.cat([torch.full((s,), i, dtype=torch.long) for i, s in enumerate(self.sizes)])
-
-    def pack(self, x):
-        coarse, details = haar.dwt(x, self.levels, self.ndim)
-        lead = x.shape[: x.ndim - self.ndim]
-        return torch.cat([coarse.reshape(*lead, -1)] + [d.reshape(*lead, -1) for d in details], dim=-1)
-
-    def unpack(self, y):
-        parts = torch.split(y, self.sizes, dim=-1)
-        lead = y.shape[:-1]
-        coarse = parts[0].reshape(*lead, *self.coarse_shape)
-        details = [p.reshape(*lead, *s) for p, s in zip(parts[1:], self.detail_shapes)]
-        return haar.idwt(coarse, details, self.ndim)
 
 
 class LevelSDE(solvers.SDE):
@@ -106,44 +80,42 @@ class LevelSDE(solvers.SDE):
         return self._diffusion(t, x, self.level)
 
 
-class _ProjectedPath:
-    """Level-``k`` increments from a finest-grid path: ``2^{dΔ/2} project(W^{fine}, Δ)``."""
-
-    def __init__(self, path, delta, ndim, transform=None):
-        self.path, self.delta, self.ndim = path, delta, ndim
-        self.scale = 2.0 ** (ndim * delta / 2)
-        self.has_levy_area = getattr(path, "has_levy_area", False)
-        self.transform = transform or (lambda w: self.scale * haar.project(w, delta, ndim))
-
-    def increment(self, s, t):
-        return self.transform(self.path.increment(s, t))
-
-    def space_time(self, s, t):
-        dW, U = self.path.space_time(s, t)
-        return self.transform(dW), self.transform(U)
-
-
 @dataclass
 class MRSolution:
-    """Result of :meth:`MultiResolutionSDE.sample`.
+    """Result of :meth:`MultiResolutionSDE.sample` (grid view) and :meth:`~MultiResolutionSDE.sample_bands`
+    (band view).
 
     ``finest``: ``(len(ts), batch, channels, *finest_shape)``, every saved state
-    embedded to the finest grid. ``levels[k]``: ``(times, states)`` of level
-    ``k`` on its own grid, at its start (after embedding), at the requested
-    ``ts`` inside its span, and at its end (before the next embedding).
-    ``diverged``: per-sample bool mask; ``info``: the driver's
-    :class:`solvers.SolveInfo` per level.
+    embedded to the finest grid; ``bands``: the same states in band coordinates
+    ``(len(ts), batch, channels, n)`` (packed Haar coefficients of the finest
+    grid). Both are available whatever the view; ``view`` says which one was
+    integrated. ``levels[k]``: ``(times, states)`` of level ``k`` in the
+    integrated view (grid view: on its own grid), at its start (after
+    embedding), at the requested ``ts`` inside its span, and at its end (before
+    the next embedding). ``diverged``: per-sample bool mask (a sample that
+    diverged on a coarser level stays frozen); ``info``: the driver's
+    :class:`solvers.SolveInfo` (``info.stage_steps``: steps per level).
     """
 
     ts: List[float]
-    finest: torch.Tensor
+    view: str
+    states: torch.Tensor
     levels: list
     diverged: torch.Tensor
-    info: list
+    info: solvers.SolveInfo
+    layout: BandLayout = field(repr=False)
+
+    @property
+    def finest(self) -> torch.Tensor:
+        return self.states if self.view == "grid" else self.layout.unpack(self.states)
+
+    @property
+    def bands(self) -> torch.Tensor:
+        return self.layout.pack(self.states) if self.view == "grid" else self.states
 
     @property
     def nfe(self) -> int:
-        return sum(i.nfe for i in self.info)
+        return self.info.nfe
 
 
 class MultiResolutionSDE:
@@ -157,7 +129,8 @@ class MultiResolutionSDE:
         T: final time.
         sdes: one SDE object per level (the :mod:`solvers` protocol, acting on
             ``(batch, channels, *shape_k)``); or give ``drift`` and
-            ``diffusion`` functions of ``(t, x, level)`` and a ``noise`` type.
+            ``diffusion`` functions of ``(t, x, level)`` and a ``noise_type``
+            (``noise=`` is its deprecated old name).
         channels, ndim, base_shape: the grid.
         z0: the starting point mass on the coarsest grid: ``None`` (zeros), a
             tensor of shape ``(channels, *shape_0)`` or ``(batch, channels,
@@ -169,8 +142,9 @@ class MultiResolutionSDE:
     _band_defined = False  # subclasses defined in band coordinates derive their grid SDEs
 
     def __init__(self, levels, times, T, *, sdes=None, drift: Optional[Callable] = None,
-                 diffusion: Optional[Callable] = None, noise="diagonal", channels=1, ndim=2, base_shape=None,
-                 z0=None, init_band=None):
+                 diffusion: Optional[Callable] = None, noise_type="diagonal", channels=1, ndim=2, base_shape=None,
+                 z0=None, init_band=None, noise=None):
+        noise_type = renamed("noise", noise, "noise_type", noise_type)
         if ndim not in (1, 2, 3):
             raise ValueError(f"ndim: expected 1, 2 or 3 spatial dimensions, got {ndim!r}")
         self.ndim, self.channels = int(ndim), int(channels)
@@ -193,13 +167,12 @@ class MultiResolutionSDE:
                 raise ValueError(f"sdes: expected one SDE per level ({len(shapes)}), got {len(sdes)}")
             self.sdes = [solvers.as_sde(s) for s in sdes]
         elif drift is not None and diffusion is not None:
-            self.sdes = [LevelSDE(drift, diffusion, lev, noise) for lev in self.levels]
+            self.sdes = [LevelSDE(drift, diffusion, lev, noise_type) for lev in self.levels]
         elif not self._band_defined:
             raise ValueError("sdes: give one SDE per level, or both drift(t, x, level) and diffusion(t, x, level)")
         self.z0 = self._check_z0(z0)
         self.init_band = init_band
-        self.layout = BandLayout(self.levels[-1].shape, js[-1] - js[0], self.ndim)
-        self.band = self.band_of_coefficient()  # (n,): the level whose activation starts each coefficient
+        self.stack = BandStack(self.levels[-1].shape, js, self.ndim)  # layout, band index, masks, scalings
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -251,23 +224,27 @@ class MultiResolutionSDE:
             k += 1
         return k
 
+    @property
+    def layout(self) -> BandLayout:
+        """How band coordinates pack the finest grid's Haar coefficients."""
+        return self.stack.layout
+
+    @property
+    def band(self) -> torch.Tensor:
+        """``(n,)``: for each packed coefficient, the level whose activation starts it."""
+        return self.stack.index
+
     def delta(self, k: int) -> int:
         """Number of dyadic levels between level ``k`` and the finest grid."""
-        return self.levels[-1].j - self.levels[k].j
+        return self.stack.delta(k)
 
     def to_finest(self, x, k):
         """Embed a level-``k`` state into the finest grid."""
         return haar.embed(x, self.delta(k), self.ndim)
 
-    def band_of_coefficient(self):
-        """For each packed coefficient, the index ``k`` of the level whose activation starts it."""
-        j0 = self.levels[0].j
-        first = [next(lev.index for lev in self.levels if lev.j - j0 >= i) for i in range(self.layout.levels + 1)]
-        return torch.tensor(first)[self.layout.dwt_level]
-
     def to_bands(self, x, k):
         """Band-view coordinates ``pack(dwt(ι x))`` of a level-``k`` state, shape ``(..., n)``."""
-        return self.layout.pack(self.to_finest(x, k))
+        return self.stack.to_bands(x, k)
 
     def finest_path(self, batch, *, seed=0, levy_area=False, dtype=torch.float64, device=None):
         """A :class:`solvers.BrownianPath` on the finest grid over ``[0, T]`` for :meth:`sample`."""
@@ -275,110 +252,145 @@ class MultiResolutionSDE:
         return solvers.BrownianPath(shape, 0.0, self.T, seed=seed, levy_area=levy_area, dtype=dtype,
                                     device=device)
 
-    # ------------------------------------------------------------------ sampling
+    # ------------------------------------------------------------------ the level schedule
 
-    def _check_dt(self, dt):
-        if dt is None:
-            return
-        if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
-            raise ValueError(f"dt: expected a positive finite step or None, got {dt!r}")
-        for lev in self.levels:
-            n = (lev.t_end - lev.t_start) / dt
-            if abs(n - round(n)) > 1e-9 * max(1.0, n) or round(n) < 1:
-                raise ValueError(f"dt={dt} does not divide the span [{lev.t_start}, {lev.t_end}] of level "
-                                 f"{lev.index}: a step would skip the activation time {lev.t_end}")
+    def _spatial_noise(self, k):
+        """Whether level ``k`` is driven per cell (additive, diagonal) rather than by shared motions."""
+        return self.sdes[k].noise in ("additive", "diagonal")
 
-    def _start(self, batch, dt, ts, brownian, seed, generator, dtype, device):
-        """Validate a sampling request before any work; return ``(ts, path, generator, z0 batch)``."""
-        if not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch: expected a positive int, got {batch!r}")
-        self._check_dt(dt)
-        ts = self.times + [self.T] if ts is None else [float(t) for t in ts]
-        if any(b <= a for a, b in zip(ts, ts[1:])) or ts[0] < 0 or ts[-1] > self.T:
-            raise ValueError(f"ts: expected increasing times in [0, T={self.T}], got {ts}")
-        path = None if brownian is None else as_brownian(brownian)
-        if generator is None and seed is not None and path is None:
-            generator = torch.Generator(device=device or "cpu").manual_seed(int(seed))
-        z0 = self.z0.to(dtype=dtype, device=device)
-        x = z0.expand(batch, *z0.shape).clone() if z0.ndim == self.ndim + 1 else z0
-        if x.shape[0] != batch:
-            raise ValueError(f"z0: has batch {x.shape[0]}, but batch={batch}")
-        return ts, path, generator, x
-
-    def _solve_levels(self, x, ts, solver, sde_of, path_of, embed, *, dt, generator, progress, sdeint_kwargs):
-        """The one level loop of both views: integrate each level's span through :func:`solvers.sdeint`.
-
-        ``embed(level, x)`` carries the state across an activation time. Returns
-        the per-level ``(times, states)``, the divergence mask (samples that
-        diverged on a coarser level stay frozen), the driver infos, and
-        ``{index in ts: (level index, state)}`` for the saved times.
-        """
-        from tqdm.auto import tqdm
-
-        diverged = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        per_level, infos, saved = [], [], {}
-        last = len(self.levels) - 1
-        for lev in tqdm(self.levels, desc="levels", disable=not progress, leave=False):
-            k = lev.index
-            if k > 0:
-                x = embed(lev, x)
-            seg = [lev.t_start] + [t for t in ts if lev.t_start < t < lev.t_end] + [lev.t_end]
-            out, info = solvers.sdeint(sde_of(k), x, seg, solver, dt=dt, brownian=path_of(k), generator=generator,
-                                       return_info=True, **sdeint_kwargs)
-            if bool(diverged.any()):
-                out = torch.where(diverged.view(1, -1, *[1] * (out.ndim - 2)), x.unsqueeze(0), out)
-            diverged = diverged | info.diverged.to(diverged.device)
-            per_level.append((seg, out))
-            infos.append(info)
-            for i, t in enumerate(seg):
-                if t in ts and (t < lev.t_end or k == last):  # right-continuous: t_k is the new level's start
-                    saved[ts.index(t)] = (k, out[i])
-            x = out[-1]
-        return per_level, diverged, infos, saved
-
-    def sample(self, solver, batch, *, dt=None, ts=None, brownian=None, seed=None, generator=None,
-               dtype=torch.float64, device=None, progress=False, **sdeint_kwargs) -> MRSolution:
-        """Sample ``batch`` paths with ``solver`` through :func:`solvers.sdeint`, level by level.
-
-        ``ts`` (default: the activation times and ``T``) are saved; every
-        activation time is always on the step grid. ``brownian`` is ``None``
-        (independent noise per level, fixed grid) or a path on the finest grid
-        (:meth:`finest_path`), from which each level's noise is projected.
-        Other keyword arguments go to :func:`solvers.sdeint`.
-        """
-        ts, path, generator, x = self._start(batch, dt, ts, brownian, seed, generator, dtype, device)
-        for level_sde in self.sdes:
-            solver.check(level_sde)
-
-        def embed(lev, x):
-            x = haar.embed(x, lev.j - self.levels[lev.index - 1].j, self.ndim)
-            return x if self.init_band is None else self.init_band(lev, x)
-
-        def path_of(k):
-            return None if path is None else _ProjectedPath(path, self.delta(k), self.ndim)
-
-        per_level, diverged, infos, saved = self._solve_levels(
-            x, ts, solver, lambda k: self.sdes[k], path_of, embed, dt=dt, generator=generator, progress=progress,
-            sdeint_kwargs=sdeint_kwargs)
-        finest = torch.empty((len(ts), batch, self.channels, *self.finest_shape), dtype=dtype, device=device)
-        for i, (k, state) in saved.items():
-            finest[i] = self.to_finest(state, k)
-        return MRSolution(ts, finest, per_level, diverged, infos)
-
-    # ------------------------------------------------------------------ band view
+    def grid_sde(self, k):
+        """Level ``k`` of the grid view (its SDE, a diffusion broadcastable to the state accepted)."""
+        sde = self.sdes[k]
+        return GridLevelSDE(sde) if sde.noise in ("diagonal", "scalar") else sde
 
     def band_sde(self, k):
         """Level ``k`` of the band view: an SDE on packed finest-grid Haar coefficients ``(batch, C, n)``."""
-        from ._bandview import BandLevelSDE
-
+        if self._band_defined:
+            return BandDefinedLevelSDE(self, k)
         return BandLevelSDE(self, k)
 
     def band_path(self, path):
         """Wrap a finest-grid path as the Brownian motion of the band view: ``B = pack(dwt(W^{fine}))``."""
-        return _ProjectedPath(as_brownian(path), 0, self.ndim, transform=self.layout.pack)
+        return ProjectedPath(as_brownian(path), 0, self.ndim, transform=self.layout.pack)
 
-    def sample_bands(self, solver, batch, **kwargs):
-        """Sample the band view (see :func:`mrdiffusion._bandview.sample_bands`)."""
-        from ._bandview import sample_bands
+    def embed(self, k, x):
+        """Carry a level-``k-1`` state across ``t_k`` in the grid view: ``ι x`` (then ``init_band``)."""
+        lev = self.levels[k]
+        x = haar.embed(x, lev.j - self.levels[k - 1].j, self.ndim)
+        if not self._spatial_noise(k):  # Milstein's forward-mode derivative refuses an expanded (shared-memory) x
+            x = x.contiguous()
+        return x if self.init_band is None else self.init_band(lev, x)
 
-        return sample_bands(self, solver, batch, **kwargs)
+    def schedule(self, view="grid", *, brownian=None, band_brownian=None):
+        """This process as a level schedule for :func:`solvers.integrate`: one :class:`solvers.Stage` per level.
+
+        ``view="grid"``: level ``k`` on its own grid, embedded by :meth:`embed`
+        at ``t_k``; ``view="bands"``: the band view, one state ``(batch, C, n)``
+        throughout. ``brownian``: ``None`` (grid draws) or a finest-grid path
+        (:meth:`finest_path`); each level's noise is derived from it (grid view:
+        ``2^{dΔ/2} project``; band view: ``pack ∘ dwt``), and levels with scalar
+        or general noise use it as it is. ``band_brownian``: the band view's
+        noise in band coordinates, given directly.
+        """
+        if view not in ("grid", "bands"):
+            raise ValueError(f"view: expected 'grid' or 'bands', got {view!r}")
+        path = None if brownian is None else as_brownian(brownian)
+        if view == "bands" and band_brownian is None and path is not None:
+            band_brownian = self.band_path(path)
+        stages = []
+        for lev in self.levels:
+            k, spatial = lev.index, self._spatial_noise(lev.index)
+            if view == "grid":
+                src = ProjectedPath(path, self.delta(k), self.ndim) if path is not None and spatial else path
+                stages.append(solvers.Stage(lev.t_start, self.grid_sde(k), embed=partial(self.embed, k) if k else None,
+                                            brownian=src))
+            else:
+                src = band_brownian if spatial or self._band_defined else path
+                stages.append(solvers.Stage(lev.t_start, self.band_sde(k), brownian=src))
+        return stages
+
+    # ------------------------------------------------------------------ sampling
+
+    def initial_state(self, batch, view="grid", *, dtype=torch.float64, device=None):
+        """The point mass ``z_0`` for ``batch`` samples: ``(batch, C, *shape_0)``, or ``(batch, C, n)`` for the band
+        view."""
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            raise ValueError(f"batch: expected a positive int, got {batch!r}")
+        z0 = self.z0.to(dtype=dtype, device=device)
+        x = z0.expand(batch, *z0.shape).clone() if z0.ndim == self.ndim + 1 else z0
+        if x.shape[0] != batch:
+            raise ValueError(f"z0: has batch {x.shape[0]}, but batch={batch}")
+        return self.to_bands(x, 0).contiguous() if view == "bands" else x
+
+    def _sample(self, view, solver, batch, *, dt=None, ts=None, brownian=None, band_brownian=None, dtype=torch.float64,
+                device=None, **kwargs) -> MRSolution:
+        """Both views: the level schedule of ``view`` through :func:`solvers.integrate`, saved at ``ts``."""
+        ts = self.times + [self.T] if ts is None else [float(t) for t in ts]
+        if not ts or any(b <= a for a, b in zip(ts, ts[1:])) or ts[0] < 0 or ts[-1] > self.T or ts[-1] <= 0:
+            raise ValueError(f"ts: expected increasing times in [0, T={self.T}] ending after 0, got {ts}")
+        x0 = self.initial_state(batch, view, dtype=dtype, device=device)
+        end = ts[-1]
+        ends = {}  # k -> the state at t_k before the embedding (the end of level k - 1)
+
+        def carried(k, embed):
+            def carry(x):
+                ends[k] = x
+                return x if embed is None else embed(x)
+            return carry
+
+        stages = [solvers.Stage(st.t_start, st.sde, carried(k, st.embed), st.brownian)
+                  for k, st in enumerate(self.schedule(view, brownian=brownian, band_brownian=band_brownian))
+                  if st.t_start < end]
+        run_ts = sorted(set([0.0] + ts + [st.t_start for st in stages]))
+        sol = solvers.integrate(stages, x0, run_ts, solver, dt=dt, **kwargs)
+        ys = list(sol.ys)
+        levels = []
+        for k in range(len(stages)):
+            idx = [i for i, s in enumerate(sol.stages) if s == k]
+            times, states = [run_ts[i] for i in idx], [ys[i] for i in idx]
+            if k + 1 < len(stages):
+                times, states = times + [stages[k + 1].t_start], states + [ends[k + 1]]
+            levels.append((times, torch.stack(states)))
+        saved = [(sol.stages[run_ts.index(t)], ys[run_ts.index(t)]) for t in ts]
+        last = next((lev.index for lev in self.levels[1:] if lev.t_start == end), None)
+        if last is not None:  # ts ends at an activation time: right-continuous, the new level's start
+            x = self.embed(last, ys[-1]) if view == "grid" else ys[-1]
+            saved[-1] = (last, x)
+            levels.append(([end], x.unsqueeze(0)))
+        if view == "grid":
+            states = torch.stack([self.to_finest(x, k) for k, x in saved])
+        else:
+            states = torch.stack([x for _, x in saved])
+        return MRSolution(ts, view, states, levels, sol.info.diverged, sol.info, self.layout)
+
+    def sample(self, solver, batch, *, dt=None, ts=None, brownian=None, seed=None, generator=None,
+               dtype=torch.float64, device=None, progress=False, **integrate_kwargs) -> MRSolution:
+        """Sample ``batch`` paths of the grid view with ``solver``: the level schedule (:meth:`schedule`) run by
+        :func:`solvers.integrate`.
+
+        ``ts`` (default: the activation times and ``T``) are saved; every
+        activation time is always on the step grid, and ``dt`` must divide
+        every level's span. ``brownian`` is ``None`` (grid draws from ``seed``
+        or ``generator``) or a path on the finest grid (:meth:`finest_path`),
+        from which each level's noise is projected (levels with scalar or
+        general noise use it as it is). Other keyword arguments
+        (``max_abs``, ``check_every``, ``callback``, …) go to :func:`solvers.integrate`.
+        """
+        return self._sample("grid", solver, batch, dt=dt, ts=ts, brownian=brownian, seed=seed, generator=generator,
+                            dtype=dtype, device=device, progress=progress, **integrate_kwargs)
+
+    def sample_bands(self, solver, batch, *, dt=None, ts=None, brownian=None, seed=None, generator=None,
+                     dtype=torch.float64, device=None, progress=False, **integrate_kwargs) -> MRSolution:
+        """Sample the band view: the schedule ``schedule("bands")`` run by :func:`solvers.integrate`; arguments
+        as :meth:`sample`.
+
+        The state is ``(batch, C, n)`` (packed Haar coefficients of the finest
+        grid). With a finest-grid ``brownian`` the band view uses its Haar
+        coefficients, so it sees the same noise as :meth:`sample` with the same
+        path, and gives the same paths to round-off.
+        """
+        if self.init_band is not None:
+            raise ValueError("init_band: the band view starts every band at zero; use sample() (the grid view) "
+                             "for a process with init_band")
+        return self._sample("bands", solver, batch, dt=dt, ts=ts, brownian=brownian, seed=seed, generator=generator,
+                            dtype=dtype, device=device, progress=progress, **integrate_kwargs)

@@ -158,6 +158,69 @@ def test_tiny_study_finds_the_point_mass_instability(tiny_run):
     assert rec[("linear", "EulerMaruyama", 1 / 32)]["nfe"] == 2 * 32
 
 
+# ----------------------------------------------------------------------------- schemes as objects, kinds registry
+
+
+def test_config_holds_scheme_instances_theta_method_benched(tmp_path):
+    path = tmp_path / "theta.toml"
+    path.write_text('problems = ["stiff"]\nsolvers = ["EulerMaruyama", { name = "DriftImplicitEuler", theta = 0.5 }]\n'
+                    'dt = ["1/8", "1/16", "1/32"]\npaths = 16\nstrong_paths = 2\ncrosscheck = false\nplots = false\n'
+                    '[reference]\ndt = "1/128"\n[problem.stiff]\nlevels = [0, 1]\n')
+    cfg = load_config(str(path))
+    assert cfg.solvers == ("EulerMaruyama", "DriftImplicitEuler(theta=0.5)")
+    theta = cfg.scheme("DriftImplicitEuler(theta=0.5)")
+    assert isinstance(theta, solvers.DriftImplicitEuler) and theta.theta == 0.5
+    assert cfg.as_dict()["solvers"] == ["EulerMaruyama", {"name": "DriftImplicitEuler", "theta": 0.5}]
+    again = type(cfg).from_dict(json.loads(json.dumps(cfg.as_dict())))
+    assert again.fingerprint() == cfg.fingerprint() and again.scheme(cfg.solvers[1]).theta == 0.5
+    assert parse_config({"solvers": [solvers.DriftImplicitEuler(theta=0.25)]}).solvers == (
+        "DriftImplicitEuler(theta=0.25)",)
+    res = run(cfg, str(tmp_path / "out"), progress=False, log=None)
+    rec = {(r["solver"], r["dt"]): r for r in res["records"]}
+    # the trapezoidal θ = 1/2 is A-stable but not L-stable: on the stiff restarts its factor (1 + z/2)/(1 − z/2)
+    # tends to −1, so it stays bounded (stable) where Euler–Maruyama blows up
+    assert rec[("DriftImplicitEuler(theta=0.5)", 1 / 8)]["diverged_fraction"] == 0
+    assert rec[("EulerMaruyama", 1 / 8)]["instability_ratio"] > 10
+    assert "DriftImplicitEuler(theta=0.5)" in open(os.path.join(res["out"], "report.md")).read()
+
+
+@pytest.mark.parametrize("entry,match", [
+    ({"name": "DriftImplicitEuler", "thet": 0.5}, r"^solvers: DriftImplicitEuler has no argument 'thet'; allowed: "
+                                                  r"theta, tol, max_iter, max_newton_size"),
+    ({"name": "DriftImplicitEuler", "theta": 2.0}, r"^solvers: DriftImplicitEuler\(theta=2.0\): theta: expected"),
+    ({"theta": 0.5}, r"^solvers: a scheme table needs name = one of EulerMaruyama"),
+    ({"name": "Heun", "theta": 0.5}, r"^solvers: Heun has no argument 'theta'; allowed: \(none\)"),
+])
+def test_bad_scheme_tables_name_the_argument(entry, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_config({"solvers": [entry]})
+
+
+def test_every_problem_kind_is_one_registry_entry(tmp_path, monkeypatch):
+    from mrdiffusion.bench.problems import COMMON, KINDS, Param, ProblemKind
+    from mrdiffusion.processes import LinearBandProcess
+
+    for kind in KINDS.values():  # listable: every parameter with its default and a description
+        assert {"levels", "times", "T", "channels"} <= {q.name for q in kind.params}
+        assert all(q.description and q.default(3) is not None for q in kind.params)
+        assert kind.describe(kind.defaults(3)) and kind.verdict(kind.defaults(3), (0.125,))
+    # a new kind is one entry: config, build, report verdict and description all follow
+    ou = ProblemKind(
+        "ou", "one OU rate on every band", COMMON + (Param("rate", lambda K: -1.0, "the drift rate",
+                                                           lambda where, v, K: float(v)),),
+        build=lambda p: LinearBandProcess(list(p["levels"]), list(p["times"]), p["T"], rates=p["rate"],
+                                          channels=p["channels"]),
+        describe=lambda p: f"plain OU, rate {p['rate']}", verdict=lambda p, ladder: "- Why: a mild OU process.")
+    monkeypatch.setitem(KINDS, "ou", ou)
+    cfg = parse_config({"problems": ["mild"], "problem": {"mild": {"kind": "ou", "rate": -0.5, "levels": [0, 1]}},
+                        "solvers": ["EulerMaruyama"], "dt": ["1/8", "1/16", "1/32"], "paths": 8, "strong_paths": 2,
+                        "crosscheck": False, "plots": False})
+    assert cfg.problem("mild").get("rate") == -0.5
+    res = run(cfg, str(tmp_path / "ou"), progress=False, log=None)
+    report = open(os.path.join(res["out"], "report.md")).read()
+    assert "plain OU, rate -0.5" in report and "- Why: a mild OU process." in report
+
+
 # ----------------------------------------------------------------------------- resume, reproducibility
 
 

@@ -17,7 +17,7 @@ ALL = [solvers.EulerMaruyama(), solvers.TwoStepEuler(), solvers.Heun(), solvers.
 
 
 def _linear():
-    return LinearBandProcess([0, 1, 2], [0.0, 0.25, 0.5], 1.0, rates=[-1.0, -2.0, -4.0], noise=[1.0, 0.8, 0.6],
+    return LinearBandProcess([0, 1, 2], [0.0, 0.25, 0.5], 1.0, rates=[-1.0, -2.0, -4.0], noise_rate=[1.0, 0.8, 0.6],
                              z0=torch.full((1, 1, 1), 1.5, dtype=torch.float64))
 
 
@@ -27,7 +27,7 @@ def _em_band_moments(proc, band, t_end, dt):
     for lev in proc.levels[band:]:
         if lev.t_start >= t_end:
             break
-        a, c = proc.rates[band], proc.noise[lev.index]
+        a, c = proc.rates[band], proc.noise_rate[lev.index]
         for _ in range(round((min(lev.t_end, t_end) - lev.t_start) / dt)):
             factor, v = (1 + a * dt) * factor, (1 + a * dt) ** 2 * v + c * c * dt
     return factor, v
@@ -43,7 +43,7 @@ def test_band_moments_match_closed_form(solver, dt, view):
     if view == "grid":
         y = proc.layout.pack(proc.sample(solver, N, dt=dt, ts=ts, seed=0).finest)
     else:
-        y = proc.sample_bands(solver, N, dt=dt, ts=ts, seed=0)[0]
+        y = proc.sample_bands(solver, N, dt=dt, ts=ts, seed=0).bands
     for i, t in enumerate(ts):
         mean, var = proc.band_moments(t)
         for band in range(len(proc.levels)):
@@ -100,7 +100,7 @@ def test_band_view_and_grid_view_agree_path_by_path(solver, ndim):
                                  z0=torch.randn(2, *[1] * ndim, dtype=torch.float64))
     path = proc.finest_path(3, seed=4, levy_area=solver.needs_levy_area)
     grid = proc.sample(solver, 3, dt=1 / 32, brownian=path)
-    bands, _, _ = proc.sample_bands(solver, 3, dt=1 / 32, brownian=path)
+    bands = proc.sample_bands(solver, 3, dt=1 / 32, brownian=path).bands
     assert torch.allclose(proc.layout.pack(grid.finest), bands, rtol=0, atol=1e-13)
 
 
@@ -111,14 +111,14 @@ def test_user_defined_process_both_views_and_saved_shapes():
     def diffusion(t, x, level):
         return torch.full((1, x.shape[1], 1, 1), 0.5 + 0.1 * level.index, dtype=x.dtype)
 
-    mr = MultiResolutionSDE([1, 2, 4], [0.0, 0.3, 0.6], 1.0, drift=drift, diffusion=diffusion, noise="additive",
+    mr = MultiResolutionSDE([1, 2, 4], [0.0, 0.3, 0.6], 1.0, drift=drift, diffusion=diffusion, noise_type="additive",
                             channels=3)
     path = mr.finest_path(2, seed=0)
     sol = mr.sample(solvers.Heun(), 2, dt=0.05, ts=[0.0, 0.1, 0.3, 0.65, 1.0], brownian=path)
     assert sol.finest.shape == (5, 2, 3, 16, 16)
     assert [out.shape[2:] for _, out in sol.levels] == [(3, 2, 2), (3, 4, 4), (3, 16, 16)]
     assert [len(times) for times, _ in sol.levels] == [3, 2, 3]
-    bands, _, _ = mr.sample_bands(solvers.Heun(), 2, dt=0.05, ts=[0.0, 0.1, 0.3, 0.65, 1.0], brownian=path)
+    bands = mr.sample_bands(solvers.Heun(), 2, dt=0.05, ts=[0.0, 0.1, 0.3, 0.65, 1.0], brownian=path).bands
     assert torch.allclose(mr.layout.pack(sol.finest), bands, atol=1e-13)
     # the state at each activation is the previous level embedded: the new band is a point mass at zero
     _, lvl0 = sol.levels[0]
@@ -128,7 +128,8 @@ def test_user_defined_process_both_views_and_saved_shapes():
 
 def test_gaussian_reverse_process_lands_on_data_law():
     proc = GaussianReverseProcess.power_law([0, 1, 2], [0.0, 0.25, 0.5], 1.0, decay=1.0, channels=2)
-    y, diverged, _ = proc.sample_bands(solvers.SRA1(), N, dt=1 / 64, seed=3)
+    sol = proc.sample_bands(solvers.SRA1(), N, dt=1 / 64, seed=3)
+    y, diverged = sol.bands, sol.diverged
     assert not diverged.any()
     z = (y[-1] - proc.mu) / proc.var.sqrt()  # standardised against the data law
     for band in range(3):
@@ -139,7 +140,7 @@ def test_gaussian_reverse_process_lands_on_data_law():
     # the exact law holds at every time, including just after each point-mass start
     for i, t in enumerate(proc.times):
         mean, var = proc.band_moments(t + 1 / 64)
-        ys = proc.sample_bands(solvers.SRA1(), 4000, dt=1 / 64, ts=[0.0, t + 1 / 64], seed=5)[0][-1]
+        ys = proc.sample_bands(solvers.SRA1(), 4000, dt=1 / 64, ts=[0.0, t + 1 / 64], seed=5).bands[-1]
         active = var[0] > 0
         zz = (ys[..., active] - mean[..., active]) / var[..., active].sqrt()
         assert abs(float(zz.square().mean()) - 1) < 0.05, (t, float(zz.square().mean()))
@@ -201,9 +202,20 @@ def test_bad_input_names_the_problem():
     with pytest.raises(ValueError, match="sdes: give one SDE per level"):
         MultiResolutionSDE([0, 1], [0.0, 0.5], 1.0)
     mr = MultiResolutionSDE([0, 1], [0.0, 0.3], 1.0, drift=f, diffusion=f)
-    with pytest.raises(ValueError, match=r"dt=0.2 does not divide the span \[0.0, 0.3\].*skip the activation"):
+    with pytest.raises(ValueError, match=r"dt=0.2 does not divide the span \[0.0, 0.3\] of stage 0: a step would "
+                                         r"skip the stage start"):
         mr.sample(solvers.EulerMaruyama(), 4, dt=0.2)
     stiff = StiffPointMassProcess([0, 1], [0.0, 0.5], 1.0)
     with pytest.raises(ValueError, match="solver SRA1 supports noise types"):
         mr.sample(solvers.SRA1(), 4, dt=0.1)
     assert stiff.sample(solvers.SRA1(), 2, dt=0.25).finest.shape == (3, 2, 1, 2, 2)
+
+
+def test_old_noise_keywords_still_work_with_a_deprecation_warning():
+    f = lambda t, x, level: -x  # noqa: E731
+    with pytest.warns(DeprecationWarning, match="noise= is renamed noise_type="):
+        mr = MultiResolutionSDE([0, 1], [0.0, 0.5], 1.0, drift=f, diffusion=f, noise="additive")
+    assert mr.sdes[0].noise == "additive"
+    with pytest.warns(DeprecationWarning, match="noise= is renamed noise_rate="):
+        proc = LinearBandProcess([0, 1], [0.0, 0.5], 1.0, noise=0.5)
+    assert proc.noise_rate == [0.5, 0.5]

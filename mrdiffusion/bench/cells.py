@@ -32,9 +32,9 @@ class Cell:
     def filename(self):
         return f"{self.problem}__{self.solver}__dt{_fmt_dt(self.dt).replace('/', '-')}.json"
 
-    def cost(self):
+    def cost(self, config):
         """A rough relative cost (steps × evaluations) for balancing shards."""
-        s = solvers.SCHEMES[self.solver]()
+        s = config.scheme(self.solver)
         return (s.drift_evals + s.diffusion_evals + 2 * s.needs_levy_area + 4) / self.dt
 
 
@@ -77,8 +77,8 @@ class Workspace:
             return None
         if self._path[0] != name:
             self._path = (None, None)  # free the previous table first
-            self._path = (name, BandPath(self.problem(name), self.config.strong_paths, self.strong_seed(name), g,
-                                         table=True))
+            self._path = (name, BandPath(self.problem(name), self.config.strong_paths, self.strong_seed(name),
+                                         g).table())
         return self._path[1]
 
     def problem(self, name):
@@ -95,7 +95,7 @@ class Workspace:
     def compute_reference(self, name):
         """The reference solver at the reference step (and at twice that step, for its own error)."""
         cfg, prob = self.config, self.problem(name)
-        solver = solvers.SCHEMES[cfg.reference_solver]()
+        solver = cfg.scheme(cfg.reference_solver)
         t0 = time.perf_counter()
         seed, paths = self.strong_seed(name), cfg.strong_paths
         ys, _ = strong_run(prob, solver, cfg.reference_dt, paths, seed,
@@ -116,7 +116,7 @@ class Workspace:
 
     def _measure(self, cell):
         cfg, prob = self.config, self.problem(cell.problem)
-        solver = solvers.SCHEMES[cell.solver]()
+        solver = cfg.scheme(cell.solver)
         t0 = time.perf_counter()
         seed = cell_seed(cfg.seed, cell.problem, cell.dt, "weak")
         records, info = weak_run(prob, solver, cell.dt, cfg.paths, seed, max_abs=self.max_abs(cell.problem),

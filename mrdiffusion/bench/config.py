@@ -9,7 +9,8 @@ TOML layout (every key optional)::
 
     seed = 0
     problems = ["linear", "stiff", "gaussian"]     # built-ins, or names of [problem.NAME] tables
-    solvers = ["EulerMaruyama", "SRA1"]            # default: every SDE scheme in solvers.SCHEMES
+    solvers = ["EulerMaruyama", { name = "DriftImplicitEuler", theta = 0.5 }]   # names or tables of
+                               # constructor arguments; default: every SDE scheme in solvers.SCHEMES
     dt = ["1/8", "1/16", "1/32", "1/64", "1/128", "1/256"]   # numbers or "p/q" strings
     paths = 128                # paths per cell for the weak error and stability statistics
     strong_paths = 8           # paths on one Brownian path for the strong error
@@ -32,10 +33,15 @@ TOML layout (every key optional)::
     [problem.sharp]            # ... or define a new problem from a kind
     kind = "stiff"
     eps = 0.001
+
+The problem kinds, their parameters, defaults and meanings are
+:data:`mrdiffusion.bench.problems.KINDS`; a configuration holds scheme
+instances (:attr:`Config.schemes`), labelled by :func:`scheme_label`.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -44,44 +50,88 @@ from fractions import Fraction
 
 import solvers
 
+from ._parse import ConfigError, boolean as _bool, fmt_allowed as _fmt_allowed, fmt_dt as _fmt_dt
+from ._parse import fraction as _fraction, integer as _int, number as _number
+from .problems import KINDS
+
 __all__ = ["ConfigError", "ProblemSpec", "Config", "KINDS", "BUILTIN_PROBLEMS", "SDE_SOLVERS", "default_config",
-           "load_config", "parse_config", "as_config"]
+           "load_config", "parse_config", "as_config", "scheme_label", "scheme_spec", "make_scheme"]
 
 try:  # Python 3.11+
     import tomllib as _toml
 except ModuleNotFoundError:  # pragma: no cover - Python 3.9/3.10
     import tomli as _toml
 
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message is one line naming the key and the allowed values."""
-
-
 SDE_SOLVERS = tuple(name for name, cls in solvers.SCHEMES.items() if cls().noise_types)
 """Every scheme that solves SDEs (RK4 is ODE-only: it runs in the ODE cross-check instead)."""
 
-# Parameters of each problem kind and their defaults for a K-level stack (callables of K).
-_COMMON = {
-    "levels": lambda K: list(range(K)),
-    "times": lambda K: [0.0] + [0.25 + 0.125 * (k - 1) for k in range(1, K)],
-    "T": lambda K: 1.0,
-    "channels": lambda K: 1,
-}
-KINDS = {
-    # per-band OU rates doubling with the band, the finest bands stiff: dY = a_k Y dt + c dB
-    "linear": {**_COMMON, "rates": lambda K: [-2.0 * 2**k for k in range(K)], "noise": lambda K: 1.0,
-               "z0": lambda K: 1.0},
-    # DESIGN.md §2: dY = -κ/(t - t_k + ε) Y dt + β dB, the clock restarting at every activation
-    "stiff": {**_COMMON, "kappa": lambda K: 5.0, "eps": lambda K: 0.01, "beta": lambda K: 1.0},
-    # reverse process of Gaussian data N(μ, 2^{-decay·level}) from a point mass at every activation
-    "gaussian": {**_COMMON, "decay": lambda K: 1.5, "noise": lambda K: 1.0, "data_seed": lambda K: 0},
-}
 BUILTIN_PROBLEMS = ("linear", "stiff", "gaussian")
 
 _TOP_KEYS = ("seed", "problems", "solvers", "dt", "paths", "strong_paths", "threads", "device", "crosscheck",
              "plots", "reference", "stability", "problem")
 _REF_KEYS = ("solver", "dt")
 _STAB_KEYS = ("divergence_factor", "stable_ratio", "plot_dt")
+
+
+# ----------------------------------------------------------------------------- schemes as objects
+
+
+def _init_params(cls):
+    """The keyword parameters of a scheme's constructor and their defaults."""
+    sig = inspect.signature(cls.__init__)
+    return {n: p.default for n, p in sig.parameters.items()
+            if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.default is not inspect.Parameter.empty}
+
+
+def scheme_spec(scheme):
+    """A scheme instance as configuration: its name, or ``{"name": ..., **arguments that differ from defaults}``."""
+    cls = type(scheme)
+    changed = {n: getattr(scheme, n) for n, d in _init_params(cls).items() if getattr(scheme, n, d) != d}
+    return {"name": cls.__name__, **changed} if changed else cls.__name__
+
+
+def scheme_label(scheme):
+    """The name a scheme instance has in records and tables: ``EulerMaruyama``, ``DriftImplicitEuler(theta=0.5)``."""
+    spec = scheme_spec(scheme)
+    if isinstance(spec, str):
+        return spec
+    args = ", ".join(f"{k}={v!r}" for k, v in spec.items() if k != "name")
+    return f"{spec['name']}({args})"
+
+
+def make_scheme(key, entry, *, sde_only=True):
+    """A scheme instance from a config entry: a name, a ``{name = ..., **arguments}`` table, or an instance."""
+    if isinstance(entry, solvers.Scheme):
+        scheme = entry
+    else:
+        args = {}
+        if isinstance(entry, dict):
+            args = dict(entry)
+            name = args.pop("name", None)
+            if not isinstance(name, str):
+                raise ConfigError(f"{key}: a scheme table needs name = one of {_fmt_allowed(SDE_SOLVERS)}, got "
+                                  f"{entry!r}")
+        elif isinstance(entry, str):
+            name = entry
+        else:
+            raise ConfigError(f"{key}: expected a scheme name or a table {{ name = ..., argument = value }}, got "
+                              f"{entry!r}")
+        if name not in solvers.SCHEMES:
+            raise ConfigError(f"{key}: unknown solver {name!r}; allowed: {_fmt_allowed(SDE_SOLVERS)}")
+        allowed = _init_params(solvers.SCHEMES[name])
+        for arg in args:
+            if arg not in allowed:
+                raise ConfigError(f"{key}: {name} has no argument {arg!r}; allowed: "
+                                  f"{_fmt_allowed(allowed) or '(none)'}")
+        try:
+            scheme = solvers.SCHEMES[name](**args)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{key}: {name}({', '.join(f'{k}={v!r}' for k, v in args.items())}): {err}") from None
+    if sde_only and not scheme.noise_types:
+        raise ConfigError(f"{key}: {scheme.name} solves ODEs only (it runs in the ODE cross-check); allowed: "
+                          f"{_fmt_allowed(SDE_SOLVERS)}")
+    return scheme
 
 
 @dataclass(frozen=True)
@@ -105,7 +155,7 @@ class Config:
     """A validated study configuration (see the module docstring for the meaning of each field)."""
 
     problems: tuple
-    solvers: tuple
+    solvers: tuple  # labels (scheme_label) of the schemes, in order
     dt: tuple
     seed: int = 0
     paths: int = 128
@@ -121,11 +171,24 @@ class Config:
     plots: bool = True
     quick: bool = False
     source: str = field(default="defaults", compare=False)
+    schemes: tuple = field(default=(), compare=False)  # the scheme instances, one per label in ``solvers``
+
+    def __post_init__(self):
+        if not self.schemes:  # built from names only (defaults, or an old config.json)
+            object.__setattr__(self, "schemes", tuple(make_scheme("solvers", s) for s in self.solvers))
+        object.__setattr__(self, "solvers", tuple(scheme_label(s) for s in self.schemes))
+
+    def scheme(self, label):
+        """The scheme instance of a label (a cell's ``solver``); the reference solver included."""
+        for s in self.schemes:
+            if scheme_label(s) == label:
+                return s
+        return make_scheme("solver", label)
 
     def as_dict(self):
-        d = asdict(self)
+        d = {k: v for k, v in asdict(self).items() if k != "schemes"}
         d["problems"] = [p.as_dict() for p in self.problems]
-        d["solvers"], d["dt"] = list(self.solvers), list(self.dt)
+        d["solvers"], d["dt"] = [scheme_spec(s) for s in self.schemes], list(self.dt)
         return d
 
     def fingerprint(self):
@@ -145,39 +208,11 @@ class Config:
         probs = tuple(ProblemSpec(p["name"], p["kind"], tuple(sorted(
             (k, tuple(v) if isinstance(v, list) else v) for k, v in p.items() if k not in ("name", "kind"))))
             for p in d.pop("problems"))
-        return cls(problems=probs, solvers=tuple(d.pop("solvers")), dt=tuple(d.pop("dt")), **d)
+        schemes = tuple(make_scheme("solvers", s) for s in d.pop("solvers"))
+        return cls(problems=probs, solvers=(), schemes=schemes, dt=tuple(d.pop("dt")), **d)
 
 
-# ----------------------------------------------------------------------------- scalar parsing
-
-
-def _fmt_allowed(values):
-    return ", ".join(str(v) for v in values)
-
-
-def _number(key, value, *, positive=True, allow_zero=False):
-    if isinstance(value, str) and "/" in value:
-        try:
-            value = float(Fraction(value.strip()))
-        except (ValueError, ZeroDivisionError):
-            raise ConfigError(f"{key}: expected a number or a fraction like \"1/8\", got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
-    if positive and (value < 0 or (value == 0 and not allow_zero)):
-        raise ConfigError(f"{key}: expected a positive number, got {value!r}")
-    return float(value)
-
-
-def _int(key, value, *, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{key}: expected an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _bool(key, value):
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    return value
+# ----------------------------------------------------------------------------- parsing
 
 
 def _keys(where, table, allowed):
@@ -201,61 +236,26 @@ def _device(value):
     return str(value)
 
 
-def _fraction(x):
-    return Fraction(x).limit_denominator(1 << 40)
-
-
-def _fmt_dt(x):
-    f = _fraction(x)
-    return f"{f.numerator}/{f.denominator}" if f.denominator != 1 else str(f.numerator)
-
-
 # ----------------------------------------------------------------------------- problems
 
 
 def _problem_params(name, kind, overrides):
-    """Fill defaults and check every parameter of one problem; return sorted (key, value) pairs."""
+    """Fill defaults and check every parameter of one problem (:data:`KINDS`); return sorted (key, value) pairs."""
     spec = KINDS[kind]
-    allowed = ("kind",) + tuple(spec)
+    allowed = ("kind",) + tuple(q.name for q in spec.params)
     for key in overrides:
         if key not in allowed:
             raise ConfigError(f"problem.{name}.{key}: unknown parameter for kind {kind!r}; allowed: "
                               f"{_fmt_allowed(allowed)}")
-    levels = overrides.get("levels", spec["levels"](6))
-    if (not isinstance(levels, list) or not levels or any(isinstance(j, bool) or not isinstance(j, int) or j < 0
-                                                          for j in levels)
-            or any(b <= a for a, b in zip(levels, levels[1:]))):
-        raise ConfigError(f"problem.{name}.levels: expected strictly increasing non-negative integers, got {levels!r}")
+    where = f"problem.{name}"
+    levels = spec.param("levels").parse(f"{where}.levels", overrides.get("levels", spec.param("levels").default(6)),
+                                        None)
     K = len(levels)
-    out = {"levels": tuple(int(j) for j in levels)}
-    times = overrides.get("times", spec["times"](K))
-    if not isinstance(times, list) or len(times) != K:
-        raise ConfigError(f"problem.{name}.times: expected {K} activation times (one per level), got {times!r}")
-    out["times"] = tuple(_number(f"problem.{name}.times", t, allow_zero=True) for t in times)
-    out["T"] = _number(f"problem.{name}.T", overrides.get("T", spec["T"](K)))
-    out["channels"] = _int(f"problem.{name}.channels", overrides.get("channels", spec["channels"](K)))
-    for key in spec:
-        if key in out:
-            continue
-        value = overrides.get(key, spec[key](K))
-        where = f"problem.{name}.{key}"
-        if key in ("rates", "noise") and isinstance(value, list):
-            if len(value) != K:
-                raise ConfigError(f"{where}: expected one value per level ({K}), got {len(value)}")
-            value = tuple(_number(where, v, positive=(key == "noise")) for v in value)
-        elif key == "rates":
-            value = _number(where, value, positive=False)
-        elif key == "data_seed":
-            value = _int(where, value, minimum=0)
-        elif key == "z0":
-            value = _number(where, value, positive=False)
-        else:
-            value = _number(where, value)
-        out[key] = value
-    if kind == "linear" and any(r > 0 for r in (out["rates"] if isinstance(out["rates"], tuple)
-                                                else (out["rates"],))):
-        raise ConfigError(f"problem.{name}.rates: expected rates <= 0 (a stable linear process), "
-                          f"got {out['rates']!r}")
+    out = {"levels": levels}
+    for q in spec.params:
+        if q.name != "levels":
+            out[q.name] = q.parse(f"{where}.{q.name}", overrides.get(q.name, q.default(K)), K)
+    spec.check(where, out)
     return tuple(sorted(out.items()))
 
 
@@ -301,7 +301,8 @@ def default_config(quick=False) -> Config:
     probs = tuple(ProblemSpec(name, name, _problem_params(name, name, {"levels": list(range(K))}))
                   for name in BUILTIN_PROBLEMS)
     ladder = tuple(2.0**-k for k in range(3, 8 if quick else 9))  # 1/8 ... 1/256: five halvings (quick: four)
-    return Config(problems=probs, solvers=SDE_SOLVERS, dt=ladder, paths=128,
+    return Config(problems=probs, solvers=(), schemes=tuple(solvers.SCHEMES[s]() for s in SDE_SOLVERS), dt=ladder,
+                  paths=128,
                   strong_paths=8, reference_dt=min(ladder) / 4, plot_dt=2.0**-4, quick=quick)
 
 
@@ -354,19 +355,15 @@ def parse_config(data, *, quick=False, source="<dict>") -> Config:
         _check_problem_builds(spec)
     kw["problems"] = tuple(specs)
 
-    # solvers
+    # solvers: names, {name = ..., argument = value} tables, or scheme instances
     chosen = data.get("solvers", list(SDE_SOLVERS))
-    if not isinstance(chosen, list) or not chosen or not all(isinstance(s, str) for s in chosen):
-        raise ConfigError(f"solvers: expected a non-empty list of names, got {chosen!r}")
-    for s in chosen:
-        if s not in solvers.SCHEMES:
-            raise ConfigError(f"solvers: unknown solver {s!r}; allowed: {_fmt_allowed(SDE_SOLVERS)}")
-        if s not in SDE_SOLVERS:
-            raise ConfigError(f"solvers: {s} solves ODEs only (it runs in the ODE cross-check); allowed: "
-                              f"{_fmt_allowed(SDE_SOLVERS)}")
-    if len(set(chosen)) != len(chosen):
-        raise ConfigError(f"solvers: duplicate names in {chosen!r}")
-    kw["solvers"] = tuple(chosen)
+    if not isinstance(chosen, (list, tuple)) or not chosen:
+        raise ConfigError(f"solvers: expected a non-empty list of scheme names or tables, got {chosen!r}")
+    schemes = tuple(make_scheme("solvers", s) for s in chosen)
+    labels = [scheme_label(s) for s in schemes]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"solvers: duplicate schemes in {labels!r}")
+    kw["solvers"], kw["schemes"] = (), schemes
 
     # step sizes
     dts = data.get("dt", list(base.dt))
@@ -380,9 +377,9 @@ def parse_config(data, *, quick=False, source="<dict>") -> Config:
     ref = data.get("reference", {})
     _keys("reference", ref, _REF_KEYS)
     ref_solver = ref.get("solver", base.reference_solver)
-    if ref_solver not in SDE_SOLVERS:
+    if isinstance(ref_solver, str) and ref_solver not in SDE_SOLVERS:
         raise ConfigError(f"reference.solver: unknown SDE solver {ref_solver!r}; allowed: {_fmt_allowed(SDE_SOLVERS)}")
-    kw["reference_solver"] = ref_solver
+    kw["reference_solver"] = scheme_label(make_scheme("reference.solver", ref_solver))
     ref_dt = _number("reference.dt", ref["dt"]) if "dt" in ref else min(dts) / 4
     _check_divides("reference.dt", ref_dt, specs)
     if ref_dt > min(dts):

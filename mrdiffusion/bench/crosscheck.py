@@ -28,13 +28,11 @@ __all__ = ["run_crosschecks", "sde_vs_torchsde", "ode_vs_torchdiffeq"]
 
 
 def _small(spec, levels=3):
+    """The first ``levels`` levels of a problem: every per-level parameter (a tuple of one value per level) cut."""
     p = dict(spec.params)
     K = len(p["levels"])
     if K > levels:
-        p["levels"], p["times"] = p["levels"][:levels], p["times"][:levels]
-        for key in ("rates", "noise"):
-            if isinstance(p.get(key), tuple):
-                p[key] = p[key][:levels]
+        p = {k: v[:levels] if isinstance(v, tuple) and len(v) == K else v for k, v in p.items()}
     return replace(spec, params=tuple(sorted(p.items())))
 
 
@@ -55,24 +53,39 @@ class _TorchsdeBand(torch.nn.Module):
         return g if self.noise_type == "diagonal" else torch.diag_embed(g)
 
 
+class _Unflatten(solvers.BrownianSource):
+    """torchsde's ``(batch, C·n)`` Brownian interval seen with the band view's shape ``(batch, C, n)``."""
+
+    def __init__(self, bm, shape):
+        self.bm, self.shape = solvers.as_brownian(bm), shape
+        self.has_levy_area, self.t0, self.t1 = self.bm.has_levy_area, self.bm.t0, self.bm.t1
+
+    def increment(self, s, t):
+        return self.bm.increment(s, t).view(self.shape)
+
+    def space_time(self, s, t):
+        dW, U = self.bm.space_time(s, t)
+        return dW.view(self.shape), U.view(self.shape)
+
+
 def sde_vs_torchsde(spec: ProblemSpec, ours, method, *, paths=8, dt=1 / 32, seed=0):
-    """Largest difference between ``ours`` and torchsde's ``method`` on one BrownianInterval, level by level."""
+    """Largest difference between ``ours`` (the band-view schedule through :func:`solvers.integrate`) and
+    torchsde's ``method`` (level by level) on one BrownianInterval."""
     import torchsde
 
     proc = build_process(spec)
-    z0 = proc.z0.to(torch.float64)
-    y = proc.to_bands(z0.expand(paths, *z0.shape), 0).contiguous()
+    y = proc.initial_state(paths, "bands")
     shape = tuple(y.shape)
     bm = torchsde.BrownianInterval(t0=0.0, t1=proc.T, size=(paths, shape[1] * shape[2]), dtype=torch.float64,
                                    entropy=seed, levy_area_approximation="space-time")
     noise_type = "additive" if method == "srk" else "diagonal"
-    ya, yb = y.clone(), y.reshape(paths, -1).clone()
-    for lev in proc.levels:
-        sde = proc.band_sde(lev.index)
-        span = [lev.t_start, lev.t_end]
-        ya = solvers.sdeint(sde, ya, span, ours, dt=dt, brownian=bm)[-1]
-        yb = torchsde.sdeint(_TorchsdeBand(sde, shape, noise_type), yb, torch.tensor(span, dtype=torch.float64),
-                             bm=bm, method=method, dt=dt)[-1]
+    ya = solvers.integrate(proc.schedule("bands", band_brownian=_Unflatten(bm, shape)), y, [0.0, proc.T], ours,
+                           dt=dt).ys[-1]
+    yb = y.reshape(paths, -1)
+    for lev in proc.levels:  # the peer has no level schedule: one torchsde.sdeint per level (g at t + h stays on it)
+        span = torch.tensor([lev.t_start, lev.t_end], dtype=torch.float64)
+        yb = torchsde.sdeint(_TorchsdeBand(proc.band_sde(lev.index), shape, noise_type), yb, span, bm=bm,
+                             method=method, dt=dt)[-1]
     diff = float((ya.reshape(paths, -1) - yb).abs().max())
     return diff, float(yb.abs().max())
 

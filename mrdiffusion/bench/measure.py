@@ -1,11 +1,12 @@
 """What the study measures for one (problem, solver, step size) cell.
 
-**Weak run** (``paths`` samples, band view). The band-view SDE of each level
-(:meth:`~mrdiffusion.MultiResolutionSDE.band_sde`) is integrated by
-:func:`solvers.sdeint` between monitor times with fixed-grid Gaussian
-increments (:class:`CoupledNoise`). The same increments drive the coupled exact
-sampler (:meth:`Problem.exact_step`), which is exact in law, so for any
-statistic ``f``
+**Weak run** (``paths`` samples, band view). The band-view level schedule
+(:meth:`~mrdiffusion.MultiResolutionSDE.schedule`) is run by one call of
+:func:`solvers.integrate` with fixed-grid Gaussian increments
+(:class:`CoupledNoise`), saving a measurement at every monitor time
+(``save=``). A step callback hands each increment the scheme used to the
+coupled exact sampler (:meth:`Problem.exact_step`), which is exact in law, so
+for any statistic ``f``
 
     E f(Y_scheme) − E f(Y_exact law)  ≈  mean_p [f(Y_scheme) − f(Y_coupled)]
 
@@ -15,10 +16,11 @@ and band: the standardised mean bias, the relative variance error (with their
 standard errors), the RMS ratio ``‖Y‖ / ‖exact‖`` and, right after each
 activation, the new band's std ratio (first-step amplification).
 
-**Strong run** (``strong_paths`` samples): :meth:`sample_bands` on one
-finest-grid :class:`solvers.BrownianPath` (with Lévy area, so every scheme,
-SRA1 included, sees the same path), compared with the reference solver at the
-reference step on the same path, standardised by the exact std.
+**Strong run** (``strong_paths`` samples): the same schedule on one
+finest-grid :class:`solvers.BrownianPath` in band coordinates (with Lévy area,
+so every scheme, SRA1 included, sees the same path), compared with the
+reference solver at the reference step on the same path, standardised by the
+exact std.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import zlib
 import torch
 
 import solvers
+from solvers._brownian import grid_area
 
 __all__ = ["Tape", "CoupledNoise", "BandPath", "cell_seed", "monitor_times", "weak_run", "strong_run",
            "strong_distance",
@@ -57,14 +60,15 @@ class Tape:
         self.exact = {}
 
 
-class CoupledNoise:
-    """Fixed-grid increments ``√h ξ`` for the weak runs, recorded for the coupled exact sampler.
+class CoupledNoise(solvers.BrownianSource):
+    """Fixed-grid increments ``√h ξ`` for the weak runs, shared by every scheme at one step size (a :class:`Tape`).
 
     Normals are drawn in float32 and cast to the state's dtype (on CPU five
     times cheaper than float64 normals; the statistics do not notice). With
-    Lévy area requested (SRA1), ``U = h ΔW/2 + √(h³/12) ξ'`` with ``ξ'`` from a
-    second stream, so every scheme sees the same ``ΔW`` sequence for a seed.
-    Each query must be a new step (the driver's fixed-grid loop asks once per step).
+    Lévy area requested (SRA1), ``U = h ΔW/2 + √(h³/12) ξ'``
+    (:func:`solvers._brownian.grid_area`) with ``ξ'`` from a second stream, so
+    every scheme sees the same ``ΔW`` sequence for a seed. Each query must be a
+    new step (the driver's fixed-grid loop asks once per step).
     """
 
     has_levy_area = True
@@ -75,7 +79,6 @@ class CoupledNoise:
         self.gen_levy = torch.Generator(device=self.device).manual_seed(int(seed) ^ 0x2545F491)
         self.tape = tape
         self.count = 0
-        self.steps = []
         self.draw_s = 0.0  # seconds spent producing increments (excluded from the solver's wall time)
 
     def _draw(self, gen):
@@ -96,23 +99,16 @@ class CoupledNoise:
             if tape is not None:
                 tape.normals.append(z)
         self.count += 1
-        dW = z.to(self.dtype).mul_(math.sqrt(t - s))
-        self.steps.append((s, t, dW))
-        return dW
+        return z.to(self.dtype).mul_(math.sqrt(t - s))
 
     __call__ = increment
 
     def space_time(self, s, t):
         t0 = time.perf_counter()
-        h = t - s
         dW = self._increment(s, t)
-        U = self._draw(self.gen_levy).to(self.dtype).mul_(math.sqrt(h**3 / 12)).add_(dW, alpha=0.5 * h)
+        U = grid_area(dW, self._draw(self.gen_levy).to(self.dtype), t - s)
         self.draw_s += time.perf_counter() - t0
         return dW, U
-
-    def take(self):
-        steps, self.steps = self.steps, []
-        return steps
 
 
 def _grid(a, b, dt):
@@ -193,44 +189,41 @@ def weak_run(problem, solver, dt, paths, seed, *, max_abs, tape=None):
     """Integrate ``paths`` samples and measure at every monitor time; see the module docstring.
 
     Returns ``(records, info)``: one dict per monitor time, and ``nfe``,
-    ``diverged_fraction``, ``solve_s`` (seconds inside :func:`solvers.sdeint`, less the time spent
-    drawing increments, which the first run at a step size pays for all),
+    ``diverged_fraction``, ``solve_s`` (seconds inside :func:`solvers.integrate`, less the time spent
+    drawing increments, which the first run at a step size pays for all, and measuring),
     ``n_steps``. ``tape``: a :class:`Tape` shared by the runs at this step size and seed.
     """
-    y = problem.start(paths)
-    y_ex = y.clone()
-    noise = CoupledNoise(y.shape, seed, dtype=problem.dtype, device=problem.device, tape=tape)
+    y0 = problem.start(paths)
+    noise = CoupledNoise(y0.shape, seed, dtype=problem.dtype, device=problem.device, tape=tape)
     bands = _Bands(problem)
-    diverged = torch.zeros(paths, dtype=torch.bool, device=problem.device)
     full_at = set(problem.check_times) | {lev.t_start + dt for lev in problem.proc.levels}
-    records, nfe, n_steps, solve_s = [], 0, 0, 0.0
-    for lev, stops in zip(problem.proc.levels, monitor_times(problem, dt)):
-        sde = problem.proc.band_sde(lev.index)
-        a = lev.t_start
-        for b in stops:
-            t0 = time.perf_counter()
-            out, info = solvers.sdeint(sde, y, [a, b], solver, dt=dt, brownian=noise, return_info=True,
-                                       max_abs=max_abs)
-            solve_s += time.perf_counter() - t0
-            y_new = out[-1]
-            if bool(diverged.any()):  # paths that diverged earlier stay frozen
-                y_new = torch.where(diverged.view(-1, 1, 1), y, y_new)
-            diverged = diverged | info.diverged.to(diverged.device)
-            nfe += info.nfe
-            n_steps += info.n_steps
-            steps = noise.take()
-            if tape is not None and b in tape.exact:
-                y_ex = tape.exact[b]
-            else:
-                for s, t, dW in steps:
-                    y_ex = problem.exact_step(y_ex, s, t, lev.index, dW)
-                if tape is not None:
-                    tape.exact[b] = y_ex
-            y = y_new
-            records.append(_measure(problem, bands, b, y, y_ex, full=any(math.isclose(b, f) for f in full_at)))
-            a = b
-    return records, {"nfe": nfe, "n_steps": n_steps, "solve_s": solve_s - noise.draw_s,
-                     "diverged_fraction": float(diverged.float().mean())}
+    ts = [0.0] + [t for stops in monitor_times(problem, dt) for t in stops]
+    exact = tape.exact if tape is not None else {}
+    replay = all(t in exact for t in ts[1:])  # the exact states are on the tape already
+    y_ex = [y0.clone()]
+    own_s = [0.0]  # seconds spent in the exact sampler and the measurements
+
+    def advance(step):  # the coupled exact sampler, driven by the increment the scheme used
+        t0 = time.perf_counter()
+        dW = step.dW[0] if isinstance(step.dW, tuple) else step.dW
+        y_ex[0] = problem.exact_step(y_ex[0], step.t, step.t_next, step.stage, dW)
+        own_s[0] += time.perf_counter() - t0
+
+    def measure(t, y):
+        if t == 0.0:
+            return None
+        t0 = time.perf_counter()
+        ex = exact.setdefault(t, y_ex[0])
+        rec = _measure(problem, bands, t, y, ex, full=any(math.isclose(t, f) for f in full_at))
+        own_s[0] += time.perf_counter() - t0
+        return rec
+
+    t0 = time.perf_counter()
+    sol = solvers.integrate(problem.proc.schedule("bands", band_brownian=noise), y0, ts, solver, dt=dt,
+                            save=measure, callback=None if replay else advance, max_abs=max_abs)
+    solve_s = time.perf_counter() - t0 - own_s[0] - noise.draw_s
+    return sol.ys[1:], {"nfe": sol.info.nfe, "n_steps": sol.info.n_steps, "solve_s": solve_s,
+                        "diverged_fraction": sol.info.diverged_fraction}
 
 
 def _max(values):
@@ -262,37 +255,28 @@ def summarize_weak(problem, dt, records):
     }
 
 
-class BandPath:
-    """The finest-grid Brownian path of ``seed`` in band coordinates, on a grid of step ``g``.
+class BandPath(solvers.BrownianSource):
+    """The finest-grid Brownian path of ``seed`` in band coordinates, one grid step ``g`` at a time.
 
     ``B = pack(dwt(W_fine))`` (as :meth:`MultiResolutionSDE.band_path`), with
     the Haar transforms of ``chunk`` grid steps batched into one call (the
-    per-step transform is mostly Python overhead). ``table=True`` tabulates
-    ``W`` and ``I = ∫W`` at every grid point, so any step that is a multiple
-    of ``g`` reads ``ΔW = W_t − W_s`` and ``U = I_t − I_s − (t − s) W_s`` from
-    the table (one path for every step size of the ladder, all solvers);
-    otherwise chunks are computed as a solve sweeps forward and only the
-    latest are kept (the fine reference step).
+    per-step transform is mostly Python overhead); only the latest chunks are
+    kept, so a solve must sweep forward one grid step at a time. :meth:`table`
+    records one sweep as a :class:`solvers.TabulatedPath`, which answers any
+    step that is a multiple of ``g`` (one path for every step size of the
+    ladder, all solvers).
     """
 
     has_levy_area = True
 
-    def __init__(self, problem, paths, seed, g, *, table=False, chunk=32):
+    def __init__(self, problem, paths, seed, g, *, chunk=32):
         self.fine = problem.proc.finest_path(paths, seed=seed, levy_area=True, dtype=problem.dtype,
                                              device=problem.device)
         self.pack = problem.proc.layout.pack
         self.g, self.n, self.chunk = g, round(problem.T / g), chunk
+        self.shape = (paths, problem.channels, problem.n)
+        self.t0, self.t1 = 0.0, problem.T
         self._chunks = {}
-        self.W = self.I = None
-        if table:
-            y = problem.start(paths)
-            W = torch.zeros((self.n + 1, *y.shape), dtype=problem.dtype, device=problem.device)
-            I = torch.zeros_like(W)
-            for j in range(self.n):
-                dW, U = self._step(j)
-                W[j + 1] = W[j] + dW
-                I[j + 1] = I[j] + U + g * W[j]
-            self.W, self.I, self._chunks = W, I, {}
 
     def _step(self, j):
         """``(ΔW, U)`` of grid step ``j`` in band coordinates."""
@@ -308,58 +292,39 @@ class BandPath:
         dW, U = self._chunks[c]
         return dW[j - c * self.chunk], U[j - c * self.chunk]
 
-    def _index(self, t):
-        j = round(t / self.g)
-        if abs(t / self.g - j) > 1e-9:
-            raise ValueError(f"BandPath: time {t} is not on the grid of step {self.g}")
-        return j
-
     def space_time(self, s, t):
-        a, b = self._index(s), self._index(t)
-        if self.W is not None:
-            return self.W[b] - self.W[a], self.I[b] - self.I[a] - (t - s) * self.W[a]
-        dW, U = self._step(a)
-        for j in range(a + 1, b):  # several grid steps: U adds the elapsed time times the increment so far
-            dWj, Uj = self._step(j)
-            U = U + Uj + self.g * dW
-            dW = dW + dWj
-        return dW, U
+        j = round(s / self.g)
+        if abs(s / self.g - j) > 1e-9 or abs(t / self.g - (j + 1)) > 1e-9:
+            raise ValueError(f"BandPath: [{s}, {t}] is not one step of the grid of step {self.g}")
+        return self._step(j)
 
     def increment(self, s, t):
-        if self.W is not None:
-            return self.W[self._index(t)] - self.W[self._index(s)]
         return self.space_time(s, t)[0]
 
     __call__ = increment
+
+    def table(self):
+        """One sweep of the grid recorded as a :class:`solvers.TabulatedPath` (``W`` and ``∫W`` at every grid time)."""
+        rec = solvers.RecordedNoise(self)
+        for j in range(self.n):  # a sweep of the noise source, not of a state
+            rec.space_time(j * self.g, (j + 1) * self.g)
+        return rec.path()
 
 
 def strong_run(problem, solver, dt, paths, seed, *, band_path=None, max_abs=1e20):
     """Band states ``(len(check_times), paths, C, n)`` on the Brownian path of ``seed``, and the diverged mask.
 
-    The level loop of :meth:`sample_bands` with the band-coordinate path
-    handed to :func:`solvers.sdeint` directly (``band_path``: a tabulated
-    :class:`BandPath`; default: the Haar transform of the finest-grid path per step).
+    The band-view schedule run by :func:`solvers.integrate` with the
+    band-coordinate path ``band_path`` (a :class:`BandPath` or its table;
+    default: the Haar transform of the finest-grid path per step).
     """
     proc = problem.proc
     if band_path is None:
         band_path = proc.band_path(proc.finest_path(paths, seed=seed, levy_area=True, dtype=problem.dtype,
                                                     device=problem.device))
-    checks = problem.check_times
-    y = problem.start(paths)
-    out = torch.empty((len(checks), *y.shape), dtype=problem.dtype, device=problem.device)
-    diverged = torch.zeros(paths, dtype=torch.bool, device=problem.device)
-    for lev in proc.levels:
-        seg = [lev.t_start] + [t for t in checks if lev.t_start < t < lev.t_end] + [lev.t_end]
-        ys, info = solvers.sdeint(proc.band_sde(lev.index), y, seg, solver, dt=dt, brownian=band_path,
-                                  return_info=True, max_abs=max_abs)
-        if bool(diverged.any()):
-            ys = torch.where(diverged.view(1, -1, 1, 1), y.unsqueeze(0), ys)
-        diverged = diverged | info.diverged.to(diverged.device)
-        for i, t in enumerate(seg):
-            if t in checks and (t < lev.t_end or lev.index == len(proc.levels) - 1):
-                out[checks.index(t)] = ys[i]
-        y = ys[-1]
-    return out, diverged
+    sol = solvers.integrate(proc.schedule("bands", band_brownian=band_path), problem.start(paths),
+                            [0.0] + problem.check_times, solver, dt=dt, max_abs=max_abs)
+    return sol.ys[1:], sol.info.diverged
 
 
 def strong_distance(problem, ys, ref):

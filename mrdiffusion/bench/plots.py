@@ -292,7 +292,7 @@ def _plot_dt(prob, dt, config):
 def _trajectories(prob, solver, dt, paths, seed):
     grid = [j * dt for j in range(round(prob.T / dt) + 1)]
     path = prob.proc.finest_path(paths, seed=seed, levy_area=solver.needs_levy_area)
-    ys, _, _ = prob.proc.sample_bands(solver, paths, dt=dt, ts=grid, brownian=path, dtype=torch.float64)
+    ys = prob.proc.sample_bands(solver, paths, dt=dt, ts=grid, brownian=path, dtype=torch.float64).bands
     return np.array(grid), ys.numpy()
 
 
@@ -340,7 +340,9 @@ def plot_paths(plt, out, config, ws, *, dt=1 / 64, paths=3):
 
 
 def plot_band_images(plt, out, config, ws, *, dt=1 / 64):
-    name = next((p.name for p in config.problems if p.kind == "gaussian"), config.problems[0].name)
+    from .problems import KINDS
+
+    name = next((p.name for p in config.problems if KINDS[p.kind].showcase), config.problems[0].name)
     prob = ws.problem(name)
     dt = _plot_dt(prob, dt, config)
     solver = solvers.ExponentialEuler()
@@ -348,7 +350,7 @@ def plot_band_images(plt, out, config, ws, *, dt=1 / 64):
     times = [(a + b) / 2 for a, b in zip(prob.times, ends)] + [prob.T]  # each level half-way, and the end
     times = [round(t / dt) * dt for t in times]
     path = prob.proc.finest_path(1, seed=config.seed + 11)
-    ys, _, _ = prob.proc.sample_bands(solver, 1, dt=dt, ts=times, brownian=path, dtype=torch.float64)
+    ys = prob.proc.sample_bands(solver, 1, dt=dt, ts=times, brownian=path, dtype=torch.float64).bands
     band = prob.proc.band
     rows = prob.K + 1
     height = 1.5 * rows + 1.5

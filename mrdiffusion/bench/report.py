@@ -99,7 +99,7 @@ def main_table(config, records, problem):
     rows = []
     dt_min, dt_max = min(config.dt), max(config.dt)
     for solver, recs in by_solver(records, problem).items():
-        s = solvers.SCHEMES[solver]()
+        s = config.scheme(solver)
         strong = _order_cell(fit_order(recs, "strong_error", "strong_floor"), recs, "strong_error", "strong_floor")
         weak = _order_cell(fit_order(recs, "weak_error", "weak_floor"), recs, "weak_error", "weak_floor")
         finest = next(r for r in recs if r["dt"] == dt_min)
@@ -128,20 +128,7 @@ def _verdict(config, records, problem, ws):
     lines.append(f"- Stiffest drift rate a = {a:.4g} (band {band}, t = {t_star:.4g}): a scheme with real stability "
                  f"interval [−x, 0] needs h ≤ x/|a| (Euler, Heun, SRA1: x = 2 → h ≤ {2 / abs(a):.3g}; "
                  f"TwoStepEuler: x = 4 → h ≤ {4 / abs(a):.3g}).")
-    if prob.kind == "stiff":
-        kappa, eps = prob.spec.get("kappa"), prob.spec.get("eps")
-        h = max(ladder)
-        lines.append(f"- Why: after every activation the clock restarts, and forward Euler multiplies every older band "
-                     f"by 1 − hκ/ε = {1 - h * kappa / eps:.4g} at h = {_fmt_dt(h)} (κ = {kappa:g}, ε = {eps:g}); "
-                     f"it is a contraction only for h < 2ε/κ = {2 * eps / kappa:.3g}.")
-    elif prob.kind == "linear":
-        lines.append("- Why: the finest bands have the fastest rates, so at coarse steps explicit schemes amplify "
-                     "them every step from their activation on; the new band starts from a point mass, so the "
-                     "damage appears right after activation and grows until T.")
-    else:
-        lines.append("- Why: a band active from t_k (L = T − t_k, data variance σ², noise c) starts from its "
-                     "point mass with drift rate σ²/(c²L²) − 1/L, mild, but near T the rate tends to "
-                     "1/L − c²/σ²: small fine-band data variances make the last steps stiff.")
+    lines.append(prob.verdict(ladder))
     if stable_all:
         lines.append(f"- Stable at every step size of the ladder: {', '.join(stable_all)}.")
     for s, rs in groups.items():
@@ -171,7 +158,7 @@ def _verdict(config, records, problem, ws):
 
 def stable_steps_table(config, records):
     rows = []
-    intervals = {s: real_stability_interval(solvers.SCHEMES[s]()) for s in config.solvers}
+    intervals = {s: real_stability_interval(config.scheme(s)) for s in config.solvers}
     for s in config.solvers:
         rows.append([s, f"{intervals[s]:.3g}" if math.isfinite(intervals[s]) else "∞ (A-stable)"]
                     + [_stable_cell(largest_stable_dt(by_solver(records, p.name).get(s, [])), config.dt)

@@ -121,7 +121,7 @@ class _Dist:
             self.dist.destroy_process_group()
 
 
-def _shard(cells, world):
+def _shard(cells, world, config):
     """Deterministic, cost-balanced shards (longest first) of whole (problem, step size) groups.
 
     The cells of one group share their noise and exact-sampler states (a
@@ -132,10 +132,10 @@ def _shard(cells, world):
         groups.setdefault((cell.problem, cell.dt), []).append(cell)
     loads = [0.0] * world
     shards = [[] for _ in range(world)]
-    for key in sorted(groups, key=lambda k: (-sum(c.cost() for c in groups[k]), repr(k))):
+    for key in sorted(groups, key=lambda k: (-sum(c.cost(config) for c in groups[k]), repr(k))):
         r = min(range(world), key=lambda i: (loads[i], i))
         shards[r].extend(groups[key])
-        loads[r] += sum(c.cost() for c in groups[key])
+        loads[r] += sum(c.cost(config) for c in groups[key])
     order = {c.key: i for i, c in enumerate(cells)}
     return [sorted(s, key=lambda c: order[c.key]) for s in shards]
 
@@ -246,7 +246,7 @@ def _run(config: Config, out, resume, progress, log, dist):
     cells = grid(config)
     done = load_records(out) if (resume and dist.rank == 0) else {}
     pending = dist.broadcast([c for c in cells if c.key not in done])
-    shard = _shard(pending, dist.world)[dist.rank]
+    shard = _shard(pending, dist.world, config)[dist.rank]
     if dist.rank == 0 and log:
         log(f"mrdiffusion bench: {len(cells)} cells ({len(done)} already done), {dist.world} process(es), "
             f"output in {out}")

@@ -2,42 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
-import solvers
-from .. import haar
+from ..bands import BandProcessGridSDE
 from ..multires import MultiResolutionSDE
-
-
-class _GridLevelSDE(solvers.SDE):
-    """Grid view of level ``k`` of a :class:`BandProcess`: drift through the Haar transforms.
-
-    The per-cell noise is ``c_k 2^{-dΔ_k/2}`` (``c_k`` the band-coordinate noise
-    rate), additive. When the process has the same rate on every band
-    (``uniform_rate``), the grid view also exposes ``linear(t)`` (a scalar) and
-    its exact transition, so exponential and implicit schemes apply.
-    """
-
-    noise = "additive"
-
-    def __init__(self, proc, k):
-        self.proc, self.k = proc, k
-        self.delta = proc.delta(k)
-        self.cell_scale = 2.0 ** (-proc.ndim * self.delta / 2)
-        if getattr(proc, "uniform_rate", False):
-            self.linear = lambda t: proc.rate(t, k)
-            self.linear_only = proc.band_linear_only
-            if hasattr(proc, "rate_transition"):
-                self.linear_transition = lambda s, t: proc.rate_transition(s, t, k)
-
-    def drift(self, t, z):
-        if getattr(self.proc, "uniform_rate", False) and self.proc.band_linear_only:
-            return self.proc.rate(t, self.k) * z
-        y = self.proc.band_drift(t, self.proc.to_bands(z, self.k), self.k)
-        return haar.project(self.proc.layout.unpack(y), self.delta, self.proc.ndim)
-
-    def diffusion(self, t, z):
-        return self.proc.band_noise(t, self.k) * self.cell_scale
 
 
 class BandProcess(MultiResolutionSDE):
@@ -46,7 +12,10 @@ class BandProcess(MultiResolutionSDE):
     Subclasses define ``band_drift(t, y, k)`` and ``band_noise(t, k)`` (the
     noise rate of every active coefficient, in band coordinates), and may
     define ``band_linear(t, k)``, ``band_transition(s, t, k)`` and
-    ``moments(t)``. The grid view (:meth:`sample`) is derived.
+    ``moments(t)``. The band view (:meth:`sample_bands`) is additive noise
+    ``band_noise · mask`` (:class:`~mrdiffusion.bands.BandDefinedLevelSDE`);
+    the grid view (:meth:`sample`) is derived
+    (:class:`~mrdiffusion.bands.BandProcessGridSDE`).
     """
 
     band_linear_only = False
@@ -60,13 +29,12 @@ class BandProcess(MultiResolutionSDE):
     def sdes(self):
         """The grid view: one SDE per level, built on first use (after subclasses set their parameters)."""
         if self._grid_sdes is None:
-            self._grid_sdes = [_GridLevelSDE(self, lev.index) for lev in self.levels]
+            self._grid_sdes = [BandProcessGridSDE(self, lev.index) for lev in self.levels]
         return self._grid_sdes
 
     def active(self, k, like=None):
         """Float mask ``(n,)`` of the coefficients active at level ``k``."""
-        mask = (self.band <= k).to(torch.float64)
-        return mask if like is None else mask.to(dtype=like.dtype, device=like.device)
+        return self.stack.active(k, like)
 
     def band_moments(self, t):
         """Exact per-coefficient mean and variance ``(C, n)`` in band coordinates at time ``t``."""

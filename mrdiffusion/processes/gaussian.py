@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..multires import renamed
 from ._band import BandProcess
 
 
@@ -27,8 +28,9 @@ class GaussianReverseProcess(BandProcess):
     ``c 2^{-dΔ_k/2}`` per cell: the cell averages of one finest-grid noise).
     """
 
-    def __init__(self, levels, times, T, *, data_mean=0.0, data_var=1.0, noise=1.0, channels=1, ndim=2,
-                 base_shape=None):
+    def __init__(self, levels, times, T, *, data_mean=0.0, data_var=1.0, noise_rate=1.0, channels=1, ndim=2,
+                 base_shape=None, noise=None):
+        noise = renamed("noise", noise, "noise_rate", noise_rate)
         super().__init__(levels, times, T, channels=channels, ndim=ndim, base_shape=base_shape)
         n = self.layout.n
         self.mu = self._coef(data_mean, "data_mean").expand(self.channels, n).clone()
@@ -48,9 +50,10 @@ class GaussianReverseProcess(BandProcess):
         return v
 
     @classmethod
-    def power_law(cls, levels, times, T, *, decay=1.0, channels=1, ndim=2, noise=1.0, seed=0):
+    def power_law(cls, levels, times, T, *, decay=1.0, channels=1, ndim=2, noise_rate=1.0, seed=0, noise=None):
         """Gaussian 'images' whose band variance decays as ``2^{-decay·i}`` with Haar level ``i``, random mean."""
-        proc = cls(levels, times, T, channels=channels, ndim=ndim, noise=noise)
+        proc = cls(levels, times, T, channels=channels, ndim=ndim, noise_rate=renamed("noise", noise, "noise_rate",
+                                                                                      noise_rate))
         gen = torch.Generator().manual_seed(seed)
         lvl = proc.layout.dwt_level.to(torch.float64)
         var = (2.0 ** (-decay * lvl)).expand(channels, -1).clone()

@@ -8,6 +8,7 @@ import torch
 
 from solvers._schemes.exponential import phi1
 
+from ..multires import renamed
 from ._band import BandProcess
 
 
@@ -17,7 +18,7 @@ class LinearBandProcess(BandProcess):
     In band coordinates (packed finest-grid Haar coefficients) band ``i``
     activates at ``t_i`` from zero (the coarse band from ``z_0``) and then
     follows a linear SDE with rate ``a_i`` (``rates``: one float for all bands,
-    or one per band) and the level's noise rate ``c_k`` (``noise``: a float or
+    or one per band) and the level's noise rate ``c_k`` (``noise_rate``: a float or
     one per level). Exact moments per coefficient: the mean decays as
     ``e^{a_i (t - t_i)}`` and the variance obeys
     ``v ← v e^{2Λ} + c_k² ∫ e^{2Λ(u, t)} du`` level by level.
@@ -27,7 +28,9 @@ class LinearBandProcess(BandProcess):
 
     band_linear_only = True
 
-    def __init__(self, levels, times, T, *, rates=-1.0, noise=1.0, channels=1, ndim=2, base_shape=None, z0=None):
+    def __init__(self, levels, times, T, *, rates=-1.0, noise_rate=1.0, channels=1, ndim=2, base_shape=None, z0=None,
+                 noise=None):
+        noise = renamed("noise", noise, "noise_rate", noise_rate)
         super().__init__(levels, times, T, channels=channels, ndim=ndim, base_shape=base_shape, z0=z0)
         K = len(self.levels)
         rates = [float(rates)] * K if isinstance(rates, (int, float)) else [float(r) for r in rates]
@@ -35,8 +38,8 @@ class LinearBandProcess(BandProcess):
         if len(rates) != K:
             raise ValueError(f"rates: expected one rate per band ({K}), got {len(rates)}")
         if len(noise) != K:
-            raise ValueError(f"noise: expected one noise rate per level ({K}), got {len(noise)}")
-        self.rates, self.noise = rates, noise
+            raise ValueError(f"noise_rate: expected one noise rate per level ({K}), got {len(noise)}")
+        self.rates, self.noise_rate = rates, noise
         self.uniform_rate = len(set(rates)) == 1
         self._rate_of = torch.tensor(rates, dtype=torch.float64)[self.band]
         self._cache = {}
@@ -59,7 +62,7 @@ class LinearBandProcess(BandProcess):
         return self._on(("A", k), y, lambda: self._rate_of * self.active(k)) * y
 
     def band_noise(self, t, k):
-        return self.noise[k]
+        return self.noise_rate[k]
 
     def band_linear(self, t, k):
         return self._rate_of * self.active(k)
@@ -79,7 +82,7 @@ class LinearBandProcess(BandProcess):
             lam, v = self.band_transition(lev.t_start, end, lev.index)
             lam = torch.as_tensor(lam, dtype=torch.float64) * self.active(lev.index)
             mean = mean * torch.exp(lam)
-            var = var * torch.exp(2 * lam) + self.noise[lev.index] ** 2 * v * self.active(lev.index)
+            var = var * torch.exp(2 * lam) + self.noise_rate[lev.index] ** 2 * v * self.active(lev.index)
         return mean, var.expand(self.channels, -1)
 
 
@@ -100,7 +103,7 @@ class StiffPointMassProcess(LinearBandProcess):
                  z0=None):
         if kappa <= 0 or eps <= 0:
             raise ValueError(f"kappa, eps: expected positive numbers, got kappa={kappa}, eps={eps}")
-        super().__init__(levels, times, T, rates=0.0, noise=beta, channels=channels, ndim=ndim,
+        super().__init__(levels, times, T, rates=0.0, noise_rate=beta, channels=channels, ndim=ndim,
                          base_shape=base_shape, z0=z0)
         self.kappa, self.eps, self.beta = float(kappa), float(eps), float(beta)
         self.uniform_rate = True
