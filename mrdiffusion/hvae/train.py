@@ -32,7 +32,9 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from .checkpoint import FORMAT, check_compatible, load_checkpoint, save_atomic
+from .._dist import Distributed
+from .._io import atomic_save, atomic_write
+from .checkpoint import FORMAT, check_compatible, load_checkpoint
 from .data import Dataset, check_images, fingerprint
 from .model import HVAE, HVAEConfig
 
@@ -109,16 +111,8 @@ def evaluate(model, x, *, batch=500, seed=12345, solver=None, steps=None):
 
 
 def _setup_distributed(device):
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, torch.device(device)
-    device = torch.device(device)
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device
+    d = Distributed(device)
+    return d.rank, d.world, d.device
 
 
 def _validate(model_config, cfg, data, world, device):
@@ -180,7 +174,7 @@ def train(model_config: HVAEConfig, cfg: TrainConfig, data: Dataset, out_dir, *,
     def checkpoint():
         if rank != 0:
             return
-        save_atomic({
+        atomic_save({
             "format": FORMAT, "model_config": model_config.to_dict(), "train_config": cfg.to_dict(),
             "data": {"name": data.name, "fingerprint": data_fp, "levels": data.levels},
             "step": step, "skipped": skipped, "skipped_nonfinite": skipped_nonfinite, "elapsed": elapsed,
@@ -255,15 +249,14 @@ def train(model_config: HVAEConfig, cfg: TrainConfig, data: Dataset, out_dir, *,
     if step != last_ckpt or not os.path.exists(ckpt_path):
         checkpoint()
     if save_rank_weights:
-        torch.save(model.state_dict(), os.path.join(out_dir, f"rank{rank}_weights.pt"))
+        atomic_save(model.state_dict(), os.path.join(out_dir, f"rank{rank}_weights.pt"))
     summary = {"steps": step, "skipped": skipped, "skipped_nonfinite": skipped_nonfinite,
                "elapsed": elapsed, "cpu_seconds": cpu, "world_size": world, "parameters": model.num_parameters()}
     if rank == 0 and data.test is not None and data.test.shape[0]:
         summary["test_bpd"] = evaluate(ema, data.test)
         summary["test_bpd_raw"] = evaluate(model, data.test)
     if rank == 0:
-        with open(os.path.join(out_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
+        atomic_write(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=2))
     if world > 1:
         dist.barrier()
     return summary
