@@ -106,10 +106,17 @@ def check_out_dir(path, name="--out"):
         raise OutputError(f"{name}: cannot create {path}: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"{name}: cannot write {path}: {probe} is not writable")
-    try:  # os.access says yes to root everywhere; a file system may still refuse (read-only, /proc)
+    # os.access says yes to root everywhere, and a file system may still refuse (read-only, /proc): try a
+    # probe file, then put the folder's times back so that the check leaves no trace
+    st = os.stat(probe)
+    try:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-probe-", dir=probe)
     except OSError as err:
         raise OutputError(f"{name}: cannot write {path}: {probe} refuses new files ({err.strerror})") from None
     os.close(fd)
     os.unlink(tmp)
+    try:
+        os.utime(probe, ns=(st.st_atime_ns, st.st_mtime_ns))
+    except OSError:
+        pass
     return path
