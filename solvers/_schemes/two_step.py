@@ -11,7 +11,7 @@ class TwoStepEuler(Scheme):
         X_{n+1} &= Y + h f_2(t_n, Y).
 
     This is the top-down block of a VDVAE-style hierarchical VAE read as an SDE
-    step (DESIGN.md §3): prior-branch residual and latent injection, then the
+    step (docs/design.md §3): prior-branch residual and latent injection, then the
     residual block at the intermediate state. **Default split** when the SDE
     gives none: ``f_1 = f_2 = f / 2``; on ``x' = λx`` the amplification factor
     is then ``1 + hλ + (hλ)²/4``.
