@@ -219,24 +219,53 @@ def _run(config: Config, out, resume, progress, log, dist):
     records = [merged[c.key] for c in cells]
     references = {name: {k: v for k, v in ref.items() if k != "ys"} for name, ref in ws.references.items()}
     crosschecks = []
+    phases = _Phases(progress, ["cross-checks"] * config.crosscheck + ["report"] + ["plots"] * config.plots)
     if config.crosscheck:
         from .crosscheck import run_crosschecks
 
+        phases.start("cross-checks")
         crosschecks = run_crosschecks(config, log=log)
     meta = _meta(config, dist.world, time.perf_counter() - t_start)
     _write_results(out, config, merged, cells, references=references, crosschecks=crosschecks, meta=meta)
     from .report import write_report
 
+    phases.start("report")
     write_report(out, config, records, references, crosschecks, meta, ws)
     if config.plots:
         from .plots import write_plots
 
+        phases.start("plots")
         write_plots(out, config, records, ws)
+    phases.close()
     meta["wall_s"] = time.perf_counter() - t_start
     _write_results(out, config, merged, cells, references=references, crosschecks=crosschecks, meta=meta)
     if log:
         log(f"mrdiffusion bench: done in {meta['wall_s']:.1f} s; report: {os.path.join(out, 'report.md')}")
     return {"out": out, "records": records, "references": references, "crosschecks": crosschecks, "meta": meta}
+
+
+class _Phases:
+    """A progress bar over the phases after the cells (cross-checks, report, plots); silent without progress."""
+
+    def __init__(self, progress, names):
+        self.bar = None
+        if progress and names:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=len(names), desc="bench: finishing", unit="phase")
+        self.current = None
+
+    def start(self, name):
+        if self.bar is not None:
+            if self.current is not None:
+                self.bar.update(1)
+            self.bar.set_postfix_str(name)
+        self.current = name
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.close()
 
 
 def _tensor_bytes(obj):
