@@ -53,10 +53,6 @@ def _env():
     return env
 
 
-def _cli(*args):
-    return [sys.executable, "-m", "mrdiffusion", *map(str, args)]
-
-
 SLOW = """
 import sys, time
 import mrdiffusion.bench.cells as cells, mrdiffusion.hvae.train as train
