@@ -103,7 +103,7 @@ def _plan(command, cwd):
         module = args.index("-m")
         return [py + ["torch.distributed.run", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
                       *args[1:module], "-m", args[module + 1], *_steps(args[module + 2:])]]
-    if args[:2] == ["python", "examples/" + os.path.basename(args[1:2][0] if len(args) > 1 else "")]:
+    if args[0] == "python" and len(args) > 1 and args[1].startswith("examples/"):
         return [[sys.executable, os.path.join(ROOT, args[1]), *args[2:]]]
     raise AssertionError(f"README command without a rule in tests/test_readme.py: {command!r}")
 
