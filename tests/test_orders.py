@@ -13,11 +13,7 @@ from problems import GBM, OU, AdditiveNonlinear, slope
 
 DTS = [2.0**-k for k in range(3, 9)]
 PATHS = 500
-# Reference step of the additive-noise strong orders: SRA1 (order 1.5) at 2^-12 is (2^-4)^1.5 = 1/64 of SRA1's own
-# error at the finest tested step 2^-8. Measured on this fixture: the slopes against a 2^-14 reference are the same
-# to 1e-3 (SRA1 1.6466 vs 1.6473, Euler-Maruyama 1.0217, Heun 0.9957 both), at a quarter of the cost (4096 instead
-# of 16384 Brownian-tree queries; the fixture took 6 s alone and over 200 s on an oversubscribed machine).
-DT_REF = 2.0**-12
+DT_REF = 2.0**-14
 
 
 def _strong_errors(sde, solver, x0, path, exact):

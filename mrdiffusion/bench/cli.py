@@ -34,14 +34,14 @@ def add_arguments(p):
     p.add_argument("--seed", type=A.nonnegative_int, default=None, help="base seed (overrides the config)")
     p.add_argument("--device", type=A.device, default=None,
                    help="torch device, cpu, cuda or cuda:N (overrides the config)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (default: the "
-                   "latest results/bench-*), skipping finished cells")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--print-config", action="store_true",
                    help="print the configuration (the defaults, or --quick/--config/--seed applied) as a commented "
                         "TOML file for --config, and exit")
     p.add_argument("--list", action="store_true",
                    help="list the problem kinds with their parameters, and the schemes, and exit")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (default: the "
+                   "latest results/bench-*), skipping finished cells")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _read_json(path, what, recover):

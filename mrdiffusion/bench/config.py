@@ -71,7 +71,7 @@ KINDS = {
     # per-band OU rates doubling with the band, the finest bands stiff: dY = a_k Y dt + c dB
     "linear": {**_COMMON, "rates": lambda K: [-2.0 * 2**k for k in range(K)], "noise": lambda K: 1.0,
                "z0": lambda K: 1.0},
-    # docs/design.md §2.3: dY = -κ/(t - t_k + ε) Y dt + β dB, the clock restarting at every activation
+    # DESIGN.md §2: dY = -κ/(t - t_k + ε) Y dt + β dB, the clock restarting at every activation
     "stiff": {**_COMMON, "kappa": lambda K: 5.0, "eps": lambda K: 0.01, "beta": lambda K: 1.0},
     # reverse process of Gaussian data N(μ, 2^{-decay·level}) from a point mass at every activation
     "gaussian": {**_COMMON, "decay": lambda K: 1.5, "noise": lambda K: 1.0, "data_seed": lambda K: 0},

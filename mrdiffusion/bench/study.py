@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from .._dist import Distributed as _Dist
+from .._dist import Distributed
 from .._io import atomic_write, remove_stale_temporaries
 from .cells import Cell, Workspace, grid
 from .config import Config, ConfigError, as_config
@@ -59,6 +59,8 @@ def load_records(out):
 
 
 # ----------------------------------------------------------------------------- distributed
+
+_Dist = Distributed  # rank, world size and collectives, shared with HVAE training (mrdiffusion/_dist.py)
 
 
 def _shard(cells, world):
