@@ -13,7 +13,7 @@ import solvers
 
 from .config import BUILTIN_PROBLEMS, KINDS, SDE_SOLVERS, Config, _fmt_dt
 
-__all__ = ["config_toml", "catalogue"]
+__all__ = ["config_toml", "catalogue", "kind_summary", "kind_parameters"]
 
 #: One line on each problem kind and each parameter (the study's maths lives in mrdiffusion.processes).
 KIND_DOC = {
@@ -51,7 +51,23 @@ TOP_DOC = {
 }
 
 
+def kind_summary(kind) -> str:
+    """One line on a problem kind (from its registry entry where it has one)."""
+    entry = KINDS[kind]
+    return getattr(entry, "summary", None) or KIND_DOC.get(kind, kind)
+
+
+def kind_parameters(kind, levels=6):
+    """``[(name, default for a levels-level stack, meaning), ...]`` of a problem kind."""
+    entry = KINDS[kind]
+    if hasattr(entry, "params"):  # a registry entry with described parameters
+        return [(q.name, q.default(levels), q.description) for q in entry.params]
+    return [(name, default(levels), PARAM_DOC.get(name, "")) for name, default in entry.items()]
+
+
 def _toml_value(v):
+    if isinstance(v, dict):  # an inline table, e.g. a scheme with arguments
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
@@ -72,7 +88,8 @@ def config_toml(config: Config) -> str:
     """A complete, commented TOML text of ``config`` that :func:`~mrdiffusion.bench.config.load_config` reads back."""
     lines = ["# mrdiffusion bench configuration (mrdiffusion bench --print-config). Every key is optional;",
              "# edit and run with: mrdiffusion bench --config FILE", ""]
-    top = {"seed": config.seed, "problems": [p.name for p in config.problems], "solvers": list(config.solvers),
+    top = {"seed": config.seed, "problems": [p.name for p in config.problems],
+           "solvers": list(config.as_dict()["solvers"]),
            "dt": [_fmt_dt(d) for d in config.dt], "paths": config.paths, "strong_paths": config.strong_paths,
            "threads": config.threads, "device": config.device, "crosscheck": config.crosscheck,
            "plots": config.plots}
@@ -87,21 +104,21 @@ def config_toml(config: Config) -> str:
                     "stable: no diverged path and max RMS / exact RMS below this"),
               _line("plot_dt", _fmt_dt(config.plot_dt), "the step of the instability plot (one of dt)")]
     for spec in config.problems:
-        lines += ["", f"[problem.{spec.name}]  # {KIND_DOC.get(spec.kind, spec.kind)}",
+        lines += ["", f"[problem.{spec.name}]  # {kind_summary(spec.kind)}",
                   _line("kind", spec.kind, "one of " + ", ".join(KINDS))]
+        meaning = {name: doc for name, _, doc in kind_parameters(spec.kind)}
         for key, value in spec.params:
-            lines.append(_line(key, list(value) if isinstance(value, tuple) else value, PARAM_DOC.get(key, "")))
+            lines.append(_line(key, list(value) if isinstance(value, tuple) else value, meaning.get(key, "")))
     return "\n".join(lines) + "\n"
 
 
 def catalogue(levels=6) -> str:
     """Problem kinds with their parameters and defaults (for a ``levels``-level stack), and the SDE schemes."""
     out = [f"problem kinds (defaults for a {levels}-level stack; set them in [problem.NAME] tables):"]
-    for kind, params in KINDS.items():
-        out.append(f"  {kind}: {KIND_DOC.get(kind, '')}")
-        for key, default in params.items():
-            value = default(levels)
-            out.append(f"      {key + ' = ' + _toml_value(value):<52} {PARAM_DOC.get(key, '')}")
+    for kind in KINDS:
+        out.append(f"  {kind}: {kind_summary(kind)}")
+        for key, value, meaning in kind_parameters(kind, levels):
+            out.append(f"      {key + ' = ' + _toml_value(value):<52} {meaning}")
     out.append("")
     out.append("schemes (solvers = [...]; strong order / weak order, noise types it accepts):")
     for name in SDE_SOLVERS:
