@@ -30,3 +30,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# Modules whose tests start processes or run small studies (tens of seconds each). Under ``-n 2`` the
+# workers take tests in collection order, so starting these first keeps one long test from running
+# alone at the end while the other worker idles.
+_LONG_FIRST = ("test_readme.py", "test_cli_interrupt.py", "test_hvae_ddp.py", "test_bench.py", "test_multires.py",
+               "test_hvae_train.py", "test_orders.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(_LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(_LONG_FIRST)))
