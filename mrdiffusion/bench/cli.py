@@ -78,15 +78,13 @@ def _check_cells(out):
                               f"that file and run --resume again: the reference is recomputed") from None
 
 
-def _explain_mismatch(args, out, stored_doc, config):
-    """A precise message when a resume is asked with options that differ from the stored run's."""
+def _explain_mismatch(args, out, stored_doc):
+    """A precise message when a resume is asked with options that differ from the stored run's, or None."""
     stored_quick = bool(stored_doc["config"].get("quick", False))
     if stored_quick != bool(args.quick):
-        other = load_config(args.config, quick=stored_quick, seed=args.seed, device=args.device)
-        if other.fingerprint() == stored_doc.get("fingerprint"):
-            return (f"--resume: the run in {out} was made {'with' if stored_quick else 'without'} --quick; "
-                    f"{'add' if stored_quick else 'drop'} --quick, or give only --resume --out {out} to resume "
-                    f"with the stored configuration")
+        return (f"--resume: the run in {out} was made {'with' if stored_quick else 'without'} --quick; "
+                f"{'add' if stored_quick else 'drop'} --quick, or give only --resume --out {out} to resume "
+                f"with the stored configuration")
     return None
 
 
@@ -113,7 +111,7 @@ def _resolve(args):
         return stored, out
     config = load_config(args.config, quick=args.quick, seed=args.seed, device=args.device)
     if config.fingerprint() != stored_doc.get("fingerprint"):
-        hint = _explain_mismatch(args, out, stored_doc, config)
+        hint = _explain_mismatch(args, out, stored_doc)
         if hint:
             raise ConfigError(hint)
     return config, out
