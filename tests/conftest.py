@@ -11,7 +11,7 @@ subprocesses that tests start (the CLI, torchrun), which inherit it.
 import os
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+    os.environ[_var] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
