@@ -16,7 +16,7 @@ uninterrupted run.
 
 Interruption. The first Ctrl-C (SIGINT, or SIGTERM) lets the current step
 finish, saves a checkpoint and raises :class:`TrainingInterrupted`; a second
-one interrupts at once. ``log.jsonl`` holds each logged step once: a resume
+Ctrl-C interrupts at once. Under ``torchrun`` every rank stops at the same step. ``log.jsonl`` holds each logged step once: a resume
 cuts it back to the checkpoint's step before appending, and a fresh run (only
 allowed where no checkpoint exists) starts a new log.
 
@@ -144,14 +144,21 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 class _StopRequest:
-    """While active, the first SIGINT/SIGTERM only sets ``requested``; a second raises ``KeyboardInterrupt``."""
+    """While active, SIGINT and SIGTERM only set ``requested``; a second SIGINT raises ``KeyboardInterrupt``.
+
+    SIGTERM never escalates: under ``torchrun`` a Ctrl-C reaches the workers as
+    SIGINT and then, from the agent, as SIGTERM, and the checkpoint must still
+    be written.
+    """
 
     def __init__(self):
         self.requested = False
         self._old = {}
 
     def _handle(self, signum, frame):
-        if self.requested:
+        import signal
+
+        if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
 
