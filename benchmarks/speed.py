@@ -1,4 +1,4 @@
-"""Speed against peers: side-by-side ratios (issue 7).
+"""Speed against peers: side-by-side ratios.
 
     python -m benchmarks.speed [--quick] [--json FILE] [--device D] [--threads N]
 

@@ -2,6 +2,10 @@
 
 Subcommands register themselves in :data:`COMMANDS` as ``name -> (help, add_arguments, run)``;
 ``run(args)`` returns the process exit code.
+
+Exit codes: 0 done; 2 a bad argument, input file or output path (one line on
+stderr naming it and the expected form, nothing written); 130 interrupted
+(Ctrl-C), with a line saying what was kept and how to resume.
 """
 
 from __future__ import annotations
@@ -49,16 +53,32 @@ def _load_plugins():
                 raise
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: ``PROG: error: MESSAGE (see PROG --help)``, exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default; ``None`` defaults (computed at run time) are left to the help text."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     _load_plugins()
-    parser = argparse.ArgumentParser(
-        prog="mrdiffusion",
+    parser = Parser(
+        prog="mrdiffusion", formatter_class=HelpFormatter,
         description="Multi-resolution diffusion processes on Haar wavelet stacks, and the schemes that sample them.",
     )
     parser.add_argument("--version", action="version", version=f"mrdiffusion {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_, add_arguments, _) in COMMANDS.items():
-        add_arguments(sub.add_parser(name, help=help_, description=help_))
+        add_arguments(sub.add_parser(name, help=help_, description=help_, formatter_class=HelpFormatter))
     return parser
 
 
@@ -68,7 +88,15 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return COMMANDS[args.command][2](args)
+    try:
+        return COMMANDS[args.command][2](args)
+    except KeyboardInterrupt:
+        print(f"mrdiffusion {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as err:  # a disk that fills up or a folder removed mid-run: one line, not a traceback
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"mrdiffusion {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

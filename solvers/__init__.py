@@ -1,6 +1,6 @@
 """solvers: SDE and ODE schemes with declared orders, reproducible Brownian paths, one driver.
 
-Four separate things (DESIGN.md §4): the problem (an object with ``drift``,
+Four separate things (docs/design.md §4): the problem (an object with ``drift``,
 ``diffusion`` and ``noise``), the noise (a seeded :class:`BrownianPath`, or
 plain ``sqrt(h)·ξ`` draws on a fixed grid), the scheme (a stateless object with
 ``strong_order``/``weak_order``) and the driver :func:`sdeint`.

@@ -68,7 +68,7 @@ LinearMultiplicative = LinearTestEquation  # dX = λ X dt + μ X dW (the mean-sq
 
 
 class StiffPointMass(solvers.SDE):
-    """dZ = -κ/(t + ε) Z dt + β dW from Z_0 = z0 (DESIGN.md §2), with its exact linear transition."""
+    """dZ = -κ/(t + ε) Z dt + β dW from Z_0 = z0 (docs/design.md §2.3), with its exact linear transition."""
 
     noise = "additive"
     linear_only = True

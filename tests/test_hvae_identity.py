@@ -1,4 +1,4 @@
-"""The HVAE's top-down pass built from ``TwoStepEuler`` *is* a VDVAE decoder (DESIGN.md §3).
+"""The HVAE's top-down pass built from ``TwoStepEuler`` *is* a VDVAE decoder (docs/design.md §3).
 
 ``vdvae_top_down`` below is written directly from the VDVAE ``DecBlock``
 (Child 2021, github.com/openai/vdvae ``vae.py``), with no solver and no SDE:

@@ -351,7 +351,10 @@ def parse_config(data, *, quick=False, source="<dict>") -> Config:
         if "levels" not in table:
             table["levels"] = list(range(K_default))
         specs.append(ProblemSpec(name, kind, _problem_params(name, kind, table)))
+    from .memory import check_grid
+
     for spec in specs:
+        check_grid(spec)  # before building it: a too-fine level would exhaust memory right here
         _check_problem_builds(spec)
     kw["problems"] = tuple(specs)
 
@@ -401,7 +404,11 @@ def parse_config(data, *, quick=False, source="<dict>") -> Config:
     else:
         plot_dt = base.plot_dt if any(math.isclose(base.plot_dt, d) for d in dts) else dts[min(1, len(dts) - 1)]
     kw["plot_dt"] = plot_dt
-    return replace(base, source=source, quick=quick, **kw)
+    config = replace(base, source=source, quick=quick, **kw)
+    from .memory import check_memory
+
+    check_memory(config)  # before any output exists: refuse with the estimate rather than run out of memory
+    return config
 
 
 def load_config(path=None, *, quick=False, seed=None, device=None) -> Config:

@@ -24,34 +24,18 @@ import datetime
 import glob
 import json
 import os
-import tempfile
 import time
 
 import torch
 
+from .._dist import Distributed
+from .._io import atomic_write, remove_stale_temporaries
 from .cells import Cell, Workspace, grid
 from .config import Config, ConfigError, as_config
 
 __all__ = ["run", "atomic_write", "latest_run", "load_records"]
 
 REFERENCE_DIR = "cache"
-
-
-def atomic_write(path, data):
-    """Write ``data`` (str or bytes) to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, mode) as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _json(obj):
@@ -76,49 +60,7 @@ def load_records(out):
 
 # ----------------------------------------------------------------------------- distributed
 
-
-class _Dist:
-    """Rank, world size and the collectives the study needs (no-ops in a single process)."""
-
-    def __init__(self, device):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank, self.owned, self.dist = 0, False, None
-        self.device = torch.device(device)
-        if self.world <= 1:
-            return
-        import torch.distributed as dist
-
-        self.dist = dist
-        if self.device.type == "cuda":
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            self.device = torch.device("cuda", local)
-            torch.cuda.set_device(self.device)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-            self.owned = True
-        self.rank, self.world = dist.get_rank(), dist.get_world_size()
-
-    def broadcast(self, obj):
-        if self.dist is None:
-            return obj
-        box = [obj]
-        self.dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def all_gather(self, obj):
-        if self.dist is None:
-            return [obj]
-        out = [None] * self.world
-        self.dist.all_gather_object(out, obj)
-        return out
-
-    def barrier(self):
-        if self.dist is not None:
-            self.dist.barrier()
-
-    def close(self):
-        if self.owned:
-            self.dist.destroy_process_group()
+_Dist = Distributed  # rank, world size and collectives, shared with HVAE training (mrdiffusion/_dist.py)
 
 
 def _shard(cells, world, config):
@@ -174,8 +116,7 @@ def _prepare_out(config, out, resume):
             diff = _first_difference(json.loads(stored.get("fingerprint", "{}")), json.loads(config.fingerprint()))
             raise ConfigError(f"--resume: the configuration differs from {cfg_path} (key {diff!r}); resume with "
                               f"the same --config/--quick/--seed, or drop --resume and use a new --out")
-        for stale in glob.glob(os.path.join(out, ".tmp-*")) + glob.glob(os.path.join(out, "*", ".tmp-*")):
-            os.unlink(stale)  # left by a hard kill in the middle of an atomic write
+        remove_stale_temporaries(out)  # left by a hard kill in the middle of an atomic write
     elif os.path.isdir(out) and (os.path.exists(cfg_path) or glob.glob(os.path.join(out, "cells", "*.json"))):
         raise ConfigError(f"--out: {out} already holds a bench run; pass --resume to continue it or choose a new --out")
     return out
@@ -280,24 +221,53 @@ def _run(config: Config, out, resume, progress, log, dist):
     records = [merged[c.key] for c in cells]
     references = {name: {k: v for k, v in ref.items() if k != "ys"} for name, ref in ws.references.items()}
     crosschecks = []
+    phases = _Phases(progress, ["cross-checks"] * config.crosscheck + ["report"] + ["plots"] * config.plots)
     if config.crosscheck:
         from .crosscheck import run_crosschecks
 
+        phases.start("cross-checks")
         crosschecks = run_crosschecks(config, log=log)
     meta = _meta(config, dist.world, time.perf_counter() - t_start)
     _write_results(out, config, merged, cells, references=references, crosschecks=crosschecks, meta=meta)
     from .report import write_report
 
+    phases.start("report")
     write_report(out, config, records, references, crosschecks, meta, ws)
     if config.plots:
         from .plots import write_plots
 
+        phases.start("plots")
         write_plots(out, config, records, ws)
+    phases.close()
     meta["wall_s"] = time.perf_counter() - t_start
     _write_results(out, config, merged, cells, references=references, crosschecks=crosschecks, meta=meta)
     if log:
         log(f"mrdiffusion bench: done in {meta['wall_s']:.1f} s; report: {os.path.join(out, 'report.md')}")
     return {"out": out, "records": records, "references": references, "crosschecks": crosschecks, "meta": meta}
+
+
+class _Phases:
+    """A progress bar over the phases after the cells (cross-checks, report, plots); silent without progress."""
+
+    def __init__(self, progress, names):
+        self.bar = None
+        if progress and names:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=len(names), desc="bench: finishing", unit="phase")
+        self.current = None
+
+    def start(self, name):
+        if self.bar is not None:
+            if self.current is not None:
+                self.bar.update(1)
+            self.bar.set_postfix_str(name)
+        self.current = name
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.close()
 
 
 def _tensor_bytes(obj):

@@ -1,4 +1,4 @@
-"""Hierarchical VAEs as one discretisation of a multi-resolution SDE (DESIGN.md §3, issue 6).
+"""Hierarchical VAEs as one discretisation of a multi-resolution SDE (docs/design.md §3).
 
 - :class:`HVAE`, :class:`HVAEConfig` -- the U-Net HVAE whose top-down pass is
   ``solver.step`` applied to a learned :class:`TopDownSDE` (:mod:`.model`, :mod:`.sde`);

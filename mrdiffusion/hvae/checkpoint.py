@@ -13,6 +13,7 @@ import os
 
 import torch
 
+from .._io import atomic_save
 from .model import HVAE, HVAEConfig
 
 __all__ = ["FORMAT", "save_atomic", "load_checkpoint", "check_compatible", "model_from_checkpoint"]
@@ -24,14 +25,7 @@ TRAJECTORY_FIELDS = ("batch_size", "lr", "warmup", "weight_decay", "beta1", "bet
                      "skip_threshold", "ema_decay", "seed")
 
 
-def save_atomic(obj, path):
-    """``torch.save`` to ``path + '.tmp'``, flush to disk, then ``os.replace``: never a torn file."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+save_atomic = atomic_save  # kept for callers of the old name
 
 
 def load_checkpoint(path, map_location="cpu"):

@@ -84,14 +84,7 @@ def load_path(path, levels=None, test_fraction=0.2, seed=0) -> Dataset:
     if os.path.isdir(path):
         x, lv = _read_folder(path), 256
     elif str(path).endswith(".npz"):
-        with np.load(path) as f:
-            keys = [k for k in ("x", "images") if k in f.files]
-            arrays = [k for k in f.files if k != "levels"]
-            if not keys and len(arrays) != 1:
-                raise ValueError(f"{path}: expected an array named 'x' or 'images' (or a single array), "
-                                 f"found {f.files}")
-            x = f[keys[0] if keys else arrays[0]]
-            lv = int(f["levels"]) if "levels" in f.files else None
+        x, lv = _read_npz(path)
     else:
         raise ValueError(f"data: {path!r} is neither a folder of images nor a .npz file (nor 'digits'/'synthetic')")
     x = np.asarray(x)
@@ -102,10 +95,47 @@ def load_path(path, levels=None, test_fraction=0.2, seed=0) -> Dataset:
     if not np.issubdtype(x.dtype, np.integer):
         if not np.all(np.isfinite(x)) or not np.all(x == np.round(x)):
             raise ValueError(f"{path}: expected integer grey levels, got non-integer values of dtype {x.dtype}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{path}: holds no images (shape {x.shape}); expected at least one image")
     xt = torch.as_tensor(x.astype(np.int64))
     levels = levels or lv or int(xt.max()) + 1
     train, test = _split(xt, test_fraction, seed)
     return Dataset(os.path.basename(os.path.normpath(str(path))), train, test, int(levels))
+
+
+def _read_npz(path):
+    """The image array and optional ``levels`` of a ``.npz``; ``ValueError`` naming the file otherwise."""
+    import zipfile
+
+    expected = ("expected a numpy .npz archive (numpy.savez) with an integer array 'x' or 'images' of shape "
+                "(N, H, W) or (N, C, H, W)")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"data: {path} is not a .npz archive (not a zip file; truncated or another format); "
+                         f"{expected}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            keys = [k for k in ("x", "images") if k in f.files]
+            arrays = [k for k in f.files if k != "levels"]
+            if not keys and len(arrays) != 1:
+                raise ValueError(f"data: {path}: no array named 'x' or 'images' (and not a single array) among "
+                                 f"{f.files}; {expected}")
+            x = np.asarray(f[keys[0] if keys else arrays[0]])
+            lv = int(f["levels"]) if "levels" in f.files else None
+    except ValueError as err:
+        if str(err).startswith("data: "):
+            raise
+        raise ValueError(f"data: {path} could not be read as numeric arrays ({_first_line(err)}); "
+                         f"{expected}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise ValueError(f"data: {path} is damaged or truncated ({type(err).__name__}: {_first_line(err)}); "
+                         f"{expected}") from None
+    return x, lv
+
+
+def _first_line(err):
+    text = str(err).strip().splitlines()
+    text = text[0] if text else type(err).__name__
+    return text.split(" Use allow_pickle")[0].split(" when allow_pickle")[0]
 
 
 def _read_folder(path):
@@ -114,7 +144,14 @@ def _read_folder(path):
     files = sorted(f for f in os.listdir(path) if f.lower().endswith(_IMAGE_EXT))
     if not files:
         raise ValueError(f"{path}: no image files ({', '.join(_IMAGE_EXT)}) found")
-    ims = [np.asarray(Image.open(os.path.join(path, f)).convert("L")) for f in files]
+    ims = []
+    for f in files:
+        try:
+            with Image.open(os.path.join(path, f)) as im:
+                ims.append(np.asarray(im.convert("L")))
+        except (OSError, SyntaxError, ValueError) as err:
+            raise ValueError(f"data: {os.path.join(path, f)} is not a readable image ({type(err).__name__}); "
+                             f"remove it or replace it with a valid PNG/JPEG") from None
     shapes = {im.shape for im in ims}
     if len(shapes) != 1:
         raise ValueError(f"{path}: images have different sizes {sorted(shapes)}; resize them to one square "

@@ -32,6 +32,12 @@ def image_grid(images, levels, path, *, ncol=None, title=None, ax=None):
     if title:
         ax.set_title(title, fontsize=9)
     if own:
+        import io
+
+        from .._io import atomic_write
+
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=120)
         plt.close(fig)
+        atomic_write(path, buf.getvalue())

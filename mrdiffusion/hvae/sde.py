@@ -1,6 +1,6 @@
 r"""One top-down HVAE step as an SDE that any :mod:`solvers` scheme can step.
 
-The VDVAE block (DESIGN.md §3) is the two-step Euler scheme for
+The VDVAE block (docs/design.md §3) is the two-step Euler scheme for
 
 .. math::
     dZ = \bigl(\mu_1(Z,t) + W m(Z,t) + b + \mu_2(Z,t)\bigr)\,dt + W\,\mathrm{diag}(s(Z,t))\,dB_t,
@@ -23,7 +23,7 @@ that only touches the noise through ``ctx.noise`` / ``ctx.add_noise``
 (Euler–Maruyama, two-step Euler, Heun, drift-implicit Euler) works unchanged.
 
 Time. A step of the trained model has ``h = 1`` (the ``h`` and ``sqrt h`` of
-DESIGN.md §3 absorbed into the networks), so step ``i`` covers ``[i, i+1)``;
+docs/design.md §3 absorbed into the networks), so step ``i`` covers ``[i, i+1)``;
 the time horizon is the number of trained steps. Sampling with ``m`` steps on a
 resolution trained with ``n`` uses ``h = n / m``. The networks of a non-shared
 model are piecewise constant in time: a step starting in ``[i, i+1)`` uses

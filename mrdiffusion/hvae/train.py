@@ -14,6 +14,12 @@ EMA, optimizer and ``step``; ``--resume`` after an interruption repeats at most
 the steps since the last checkpoint and ends bit-identical to an
 uninterrupted run.
 
+Interruption. The first Ctrl-C (SIGINT, or SIGTERM) lets the current step
+finish, saves a checkpoint and raises :class:`TrainingInterrupted`; a second
+Ctrl-C interrupts at once. Under ``torchrun`` every rank stops at the same step. ``log.jsonl`` holds each logged step once: a resume
+cuts it back to the checkpoint's step before appending, and a fresh run (only
+allowed where no checkpoint exists) starts a new log.
+
 Update skipping (VDVAE practice). After the backward pass the gradient norm is
 computed (and the gradient clipped to ``grad_clip``); an update whose norm is
 not finite or exceeds ``skip_threshold`` is skipped and counted.
@@ -32,11 +38,13 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from .checkpoint import FORMAT, check_compatible, load_checkpoint, save_atomic
+from .._dist import Distributed
+from .._io import atomic_save, atomic_write
+from .checkpoint import FORMAT, check_compatible, load_checkpoint
 from .data import Dataset, check_images, fingerprint
 from .model import HVAE, HVAEConfig
 
-__all__ = ["TrainConfig", "train", "evaluate", "batch_indices"]
+__all__ = ["TrainConfig", "train", "evaluate", "batch_indices", "TrainingInterrupted"]
 
 
 @dataclass(frozen=True)
@@ -74,8 +82,10 @@ class TrainConfig:
                              f"grad_clip={self.grad_clip}, ema_decay={self.ema_decay}")
         if self.budget_clock not in ("wall", "cpu"):
             raise ValueError(f"budget_clock: expected 'wall' or 'cpu', got {self.budget_clock!r}")
-        if self.budget_seconds is not None and self.budget_seconds <= 0:
+        if self.budget_seconds is not None and not (math.isfinite(self.budget_seconds) and self.budget_seconds > 0):
             raise ValueError(f"budget_seconds: expected a positive number or None, got {self.budget_seconds}")
+        if not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"warmup: expected an int >= 0 (0: no warm-up), got {self.warmup!r}")
 
     def to_dict(self):
         return asdict(self)
@@ -109,16 +119,8 @@ def evaluate(model, x, *, batch=500, seed=12345, solver=None, steps=None):
 
 
 def _setup_distributed(device):
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, torch.device(device)
-    device = torch.device(device)
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device
+    d = Distributed(device)
+    return d.rank, d.world, d.device
 
 
 def _validate(model_config, cfg, data, world, device):
@@ -133,6 +135,67 @@ def _validate(model_config, cfg, data, world, device):
         raise ValueError("device: cuda requested but torch.cuda.is_available() is False")
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C after saving a checkpoint at ``step``."""
+
+    def __init__(self, step, checkpoint):
+        super().__init__(f"interrupted at step {step}; checkpoint {checkpoint}")
+        self.step, self.checkpoint = step, checkpoint
+
+
+class _StopRequest:
+    """While active, SIGINT and SIGTERM only set ``requested``; a second SIGINT raises ``KeyboardInterrupt``.
+
+    SIGTERM never escalates: under ``torchrun`` a Ctrl-C reaches the workers as
+    SIGINT and then, from the agent, as SIGTERM, and the checkpoint must still
+    be written.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        import signal
+
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def start(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def stop(self):
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
+
+
+def _open_log(path, resume_step):
+    """``log.jsonl`` for appending: cut back to ``resume_step`` on a resume (``None``: a new log)."""
+    if resume_step is None or not os.path.exists(path):
+        return open(path, "w")
+    kept = []
+    with open(path) as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:  # a line torn by a hard kill
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= resume_step:
+                kept.append(json.dumps(rec) + "\n")
+    atomic_write(path, "".join(kept))
+    return open(path, "a")
+
+
 def _stats_line(stats):
     kls = "/".join(f"{float(v):.3f}" for k, v in stats.items() if k.startswith("kl"))
     return kls
@@ -144,7 +207,6 @@ def train(model_config: HVAEConfig, cfg: TrainConfig, data: Dataset, out_dir, *,
     ``summary.json``. All input checks raise ``ValueError`` before the first step."""
     rank, world, device = _setup_distributed(device)
     _validate(model_config, cfg, data, world, device)
-    os.makedirs(out_dir, exist_ok=True)
     ckpt_path = os.path.join(out_dir, "checkpoint.pt")
     data_fp = fingerprint(data.train)
     ckpt = None
@@ -153,6 +215,7 @@ def train(model_config: HVAEConfig, cfg: TrainConfig, data: Dataset, out_dir, *,
         check_compatible(ckpt, model_config, cfg, data_fp)
     elif os.path.exists(ckpt_path):
         raise ValueError(f"{ckpt_path} exists: pass resume=True (--resume) to continue it, or use another out_dir")
+    os.makedirs(out_dir, exist_ok=True)
 
     torch.manual_seed(cfg.seed)
     model = HVAE(model_config, solver=solver).to(device)
@@ -180,7 +243,7 @@ def train(model_config: HVAEConfig, cfg: TrainConfig, data: Dataset, out_dir, *,
     def checkpoint():
         if rank != 0:
             return
-        save_atomic({
+        atomic_save({
             "format": FORMAT, "model_config": model_config.to_dict(), "train_config": cfg.to_dict(),
             "data": {"name": data.name, "fingerprint": data_fp, "levels": data.levels},
             "step": step, "skipped": skipped, "skipped_nonfinite": skipped_nonfinite, "elapsed": elapsed,
@@ -196,21 +259,27 @@ def train(model_config: HVAEConfig, cfg: TrainConfig, data: Dataset, out_dir, *,
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.steps, initial=step, desc=f"train {model_config.solver}", dynamic_ncols=True)
-    log = open(os.path.join(out_dir, "log.jsonl"), "a") if rank == 0 else None
+    log = _open_log(os.path.join(out_dir, "log.jsonl"), step if resume else None) if rank == 0 else None
     last_ckpt = step
     t_start = time.monotonic() - elapsed
     cpu_start = time.process_time() - cpu
     model.train()
+    interrupted = False
+    request = _StopRequest().start()
     try:
         while step < cfg.steps:
+            stop = request.requested
             if cfg.budget_seconds is not None:
                 used = (time.process_time() - cpu_start if cfg.budget_clock == "cpu"
                         else time.monotonic() - t_start)
-                stop = torch.tensor([float(used >= cfg.budget_seconds)], device=device)
-                if world > 1:
-                    dist.broadcast(stop, 0)
-                if stop.item():
-                    break
+                stop = stop or used >= cfg.budget_seconds
+            if world > 1:  # any rank's Ctrl-C, or rank 0's clock, stops every rank at the same step
+                flags = torch.tensor([float(request.requested), float(stop and rank == 0)], device=device)
+                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+                stop = bool(flags.max().item())
+            if stop:
+                interrupted = request.requested or (world > 1 and bool(flags[0].item()))
+                break
             idx, _ = batch_indices(x_train.shape[0], cfg.batch_size, cfg.seed, step)
             xb = x_train[idx[rank * per_rank:(rank + 1) * per_rank]].to(device)
             for group in opt.param_groups:
@@ -248,22 +317,24 @@ def train(model_config: HVAEConfig, cfg: TrainConfig, data: Dataset, out_dir, *,
                 checkpoint()
                 last_ckpt = step
     finally:
+        request.stop()
         if bar is not None:
             bar.close()
         if log is not None:
             log.close()
     if step != last_ckpt or not os.path.exists(ckpt_path):
         checkpoint()
+    if interrupted:
+        raise TrainingInterrupted(step, ckpt_path)
     if save_rank_weights:
-        torch.save(model.state_dict(), os.path.join(out_dir, f"rank{rank}_weights.pt"))
+        atomic_save(model.state_dict(), os.path.join(out_dir, f"rank{rank}_weights.pt"))
     summary = {"steps": step, "skipped": skipped, "skipped_nonfinite": skipped_nonfinite,
                "elapsed": elapsed, "cpu_seconds": cpu, "world_size": world, "parameters": model.num_parameters()}
     if rank == 0 and data.test is not None and data.test.shape[0]:
         summary["test_bpd"] = evaluate(ema, data.test)
         summary["test_bpd_raw"] = evaluate(model, data.test)
     if rank == 0:
-        with open(os.path.join(out_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
+        atomic_write(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=2))
     if world > 1:
         dist.barrier()
     return summary

@@ -2,7 +2,7 @@
 
 - :class:`LinearBandProcess` — per-band linear SDEs ``dY_i = a_i Y_i dt + c_k dB`` on a
   multi-resolution stack, each band starting from a point mass at its activation.
-- :class:`StiffPointMassProcess` — the stiff family ``a(t) = -κ/(t - t_k + ε)`` of DESIGN.md §2.
+- :class:`StiffPointMassProcess` — the stiff family ``a(t) = -κ/(t - t_k + ε)`` of docs/design.md §2.3.
 - :class:`GaussianReverseProcess` — coarse-to-fine generation of Gaussian data, every band
   starting from a point mass, with the exact law at every time.
 - :class:`BandNoising` — forward noising of data per Haar band (VP / VE schedules per band),

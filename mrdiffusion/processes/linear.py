@@ -87,7 +87,7 @@ class LinearBandProcess(BandProcess):
 
 
 class StiffPointMassProcess(LinearBandProcess):
-    r"""The stiff point-mass family of DESIGN.md §2 on a multi-resolution stack.
+    r"""The stiff point-mass family of docs/design.md §2.3 on a multi-resolution stack.
 
     On ``[t_k, t_{k+1})`` every active band follows
     ``dY = -κ / (t - t_k + ε) Y dt + β dB``: the clock restarts at every

@@ -12,7 +12,7 @@ class TwoStepEuler(ItoScheme):
         X_{n+1} &= Y + h f_2(t_n, Y).
 
     This is the top-down block of a VDVAE-style hierarchical VAE read as an SDE
-    step (DESIGN.md §3): prior-branch residual and latent injection, then the
+    step (docs/design.md §3): prior-branch residual and latent injection, then the
     residual block at the intermediate state. **Default split** when the SDE
     gives none: ``f_1 = f_2 = f / 2``; on ``x' = λx`` the amplification factor
     is then ``R(z) = 1 + z + z²/4 = (1 + z/2)²``, and on ``dX = λX dt + μX dW``
