@@ -119,8 +119,11 @@ def check_source(brownian, bshape, span, solver, where=""):
     except TypeError as err:
         raise ValueError(f"brownian{where}: {err}") from None
     shape = getattr(path, "shape", None)
-    scalar_column = len(bshape) == 1 and shape is not None and tuple(shape) == (*bshape, 1)  # torchsde's scalar
-    if shape is not None and tuple(shape) != tuple(bshape) and not scalar_column:
+    # torchsde's layout is accepted too: one row per sample, flattened, (batch, prod(event)); for scalar
+    # noise (batch, 1). The batch size and the elements per sample must agree either way.
+    flat = (shape is not None and len(shape) == 2 and len(bshape) >= 1 and shape[0] == bshape[0]
+            and shape[1] == math.prod(bshape[1:]))
+    if shape is not None and tuple(shape) != tuple(bshape) and not flat:
         raise ValueError(f"brownian{where}: has shape {tuple(shape)}, but this SDE needs increments of shape "
                          f"{tuple(bshape)}")
     t0, t1 = getattr(path, "t0", None), getattr(path, "t1", None)

@@ -166,3 +166,18 @@ def test_state_shape_change_is_caught_every_step():
     with pytest.raises(ValueError, match=r"sde: the step at t=0.5 changed the state's shape from \(4, 3\)"):
         solvers.sdeint(Growing(), torch.ones(4, 3), [0.0, 1.0], solvers.EulerMaruyama(), dt=0.1, seed=0,
                        check_every=None)
+
+
+def test_torchsde_flattened_brownian_layout_is_accepted():
+    """torchsde's (batch, prod(event)) layout drives a (batch, C, n) state, element for element."""
+    torchsde = pytest.importorskip("torchsde")
+    x0 = torch.ones(4, 2, 3, dtype=torch.float64)
+    bm = torchsde.BrownianInterval(t0=0.0, t1=1.0, size=(4, 6), dtype=torch.float64, entropy=1)
+    out = solvers.sdeint(GBM(), x0, [0.0, 1.0], solvers.EulerMaruyama(), dt=0.5, brownian=bm)[-1]
+    path = solvers.TabulatedPath([0.0, 0.5, 1.0], torch.stack([torch.zeros(4, 2, 3, dtype=torch.float64),
+                                                               bm(0.0, 0.5).view(4, 2, 3), bm(0.0, 1.0).view(4, 2, 3)]))
+    assert torch.allclose(out, solvers.sdeint(GBM(), x0, [0.0, 1.0], solvers.EulerMaruyama(), dt=0.5,
+                                              brownian=path)[-1], atol=1e-14)
+    with pytest.raises(ValueError, match=r"brownian: has shape \(2, 12\)"):
+        solvers.sdeint(GBM(), x0, [0.0, 1.0], solvers.EulerMaruyama(), dt=0.5,
+                       brownian=torchsde.BrownianInterval(t0=0.0, t1=1.0, size=(2, 12), dtype=torch.float64))
