@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
 
 from ._brownian import as_brownian
+from ._sde import noise_type_of
 
-__all__ = ["as_times", "broadcasts_to", "probe", "grid", "check_source", "noise_type", "check_scheme"]
-
-
-def noise_type(sde):
-    """The SDE's noise type (``noise_type``, torchsde's name, or ``noise``); ``None`` for an ODE."""
-    return getattr(sde, "noise_type", getattr(sde, "noise", "diagonal"))
-
-
-def check_scheme(solver, sde, shape):
-    """``solver.check(sde, shape)`` (raises ``ValueError`` if the scheme cannot solve it), then the SDE in
-    the scheme's calculus (``solver.prepare``: an Itô <-> Stratonovich drift conversion where they differ)."""
-    try:
-        accepts_shape = len(inspect.signature(solver.check).parameters) >= 2
-    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-        accepts_shape = False
-    if accepts_shape:
-        solver.check(sde, tuple(shape))
-    else:
-        solver.check(sde)
-    prepare = getattr(solver, "prepare", None)
-    return sde if prepare is None else prepare(sde)
+__all__ = ["as_times", "broadcasts_to", "probe", "grid", "check_source"]
 
 
 def as_times(ts, name="ts"):
@@ -73,7 +53,7 @@ def probe(sde, x, t0, where=""):
         got = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
         raise ValueError(f"sde.drift{where}: returned {got}, expected a tensor of the state's shape "
                          f"{tuple(x.shape)}")
-    noise = noise_type(sde)
+    noise = noise_type_of(sde)
     if noise is None:
         return None, None, False, False, None
     g = sde.diffusion(t0, x)

@@ -16,10 +16,10 @@ import torch
 
 from ._base import Context, Scheme
 from ._brownian import BrownianPath, GridNoise
-from ._checks import as_times, check_scheme, check_source, grid, noise_type, probe
+from ._checks import as_times, check_source, grid, probe
 from ._guard import DivergenceError, Guard, ShapeChecked
 from ._reverse import ReversedBrownian, ReversedSDE
-from ._sde import as_sde
+from ._sde import as_sde, noise_type_of
 from ._stepping import Step, run_adaptive, run_fixed
 
 __all__ = ["sdeint", "integrate", "Stage", "Solution", "Step", "SolveInfo", "DivergenceError"]
@@ -190,7 +190,8 @@ def integrate(schedule, x0: torch.Tensor, ts, solver: Scheme, *, dt: Optional[fl
         where = f" (stage {k})" if len(stages) > 1 else ""
         if k and st.embed is not None:
             x = st.embed(x)
-        sde = check_scheme(solver, st.sde, x.shape)  # before any work; the SDE in the scheme's calculus
+        solver.check(st.sde, tuple(x.shape))  # before any work
+        sde = solver.prepare(st.sde)  # the SDE in the scheme's calculus
         bshape, bview, general, tensor_g, gshape = probe(sde, x, st.t_start, where)
         if bshape is not None and time_grad:
             raise ValueError("ts: gradients with respect to the times are defined for ODEs only (noise=None)")
@@ -201,7 +202,7 @@ def integrate(schedule, x0: torch.Tensor, ts, solver: Scheme, *, dt: Optional[fl
             if sign < 0:
                 src = ReversedBrownian(src)
         plans.append(dict(sde=sde if sign > 0 else ReversedSDE(sde), src=src, bshape=bshape, bview=bview,
-                          ctx=Context(noise_type(sde), general, tensor_g), gshape=gshape, shape=tuple(x.shape),
+                          ctx=Context(noise_type_of(sde), general, tensor_g), gshape=gshape, shape=tuple(x.shape),
                           dtype=x.dtype))
     gen, user_gen = _own_generator(generator, seed, device, checkpoint is not None)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ._brownian import BrownianSource
-from ._checks import noise_type
+from ._sde import noise_type_of
 
 __all__ = ["ReversedSDE", "ReversedBrownian"]
 
@@ -24,7 +24,7 @@ class ReversedSDE:
 
     def __init__(self, sde):
         self.sde = sde
-        self.noise = self.noise_type = noise_type(sde)
+        self.noise = self.noise_type = noise_type_of(sde)
         if hasattr(sde, "brownian_size"):
             self.brownian_size = sde.brownian_size
         if hasattr(sde, "linear"):
