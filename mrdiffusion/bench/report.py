@@ -118,6 +118,16 @@ def main_table(config, records, problem):
     return _table(header, rows)
 
 
+def _stability_bounds(config, labels, a):
+    """``name: x = … → h ≤ x/|a|`` per scheme, grouped by equal real stability interval (read from each scheme)."""
+    by_x = {}
+    for label in labels:
+        by_x.setdefault(real_stability_interval(config.scheme(label)), []).append(label)
+    return "; ".join(f"{', '.join(names)}: " + ("x = ∞ (A-stable)" if math.isinf(x) else
+                                                  f"x = {x:.3g} → h ≤ {x / abs(a):.3g}")
+                     for x, names in sorted(by_x.items()))
+
+
 def _verdict(config, records, problem, ws):
     prob = ws.problem(problem)
     groups = by_solver(records, problem)
@@ -126,8 +136,7 @@ def _verdict(config, records, problem, ws):
     stable_all = [s for s, rs in groups.items() if largest_stable_dt(rs) == max(ladder)]
     lines = []
     lines.append(f"- Stiffest drift rate a = {a:.4g} (band {band}, t = {t_star:.4g}): a scheme with real stability "
-                 f"interval [−x, 0] needs h ≤ x/|a| (Euler, Heun, SRA1: x = 2 → h ≤ {2 / abs(a):.3g}; "
-                 f"TwoStepEuler: x = 4 → h ≤ {4 / abs(a):.3g}).")
+                 f"interval [−x, 0] needs h ≤ x/|a| ({_stability_bounds(config, groups, a)}).")
     lines.append(prob.verdict(ladder))
     if stable_all:
         lines.append(f"- Stable at every step size of the ladder: {', '.join(stable_all)}.")
