@@ -36,6 +36,8 @@ class BandLevelSDE(solvers.SDE):
             self.linear_only = getattr(mr, "band_linear_only", False)
             if hasattr(mr, "band_transition"):
                 self.linear_transition = lambda s, t: mr.band_transition(s, t, k)
+            if hasattr(mr, "band_forcing_transition"):  # exact weight of an affine forcing (ExponentialEuler)
+                self.nonlinear_weight = lambda s, t: mr.band_forcing_transition(s, t, k)
 
     def _mask(self, like):
         key = (like.dtype, like.device)

@@ -26,7 +26,7 @@ from ._brownian import BrownianPath, as_brownian
 from ._compiled import Compiled
 from ._integrate import DivergenceError, SolveInfo, sdeint
 from ._schemes import (RK4, SRA1, ButcherTableau, DriftImplicitEuler, EulerMaruyama, ExplicitRK,
-                       ExponentialEuler, Heun, Milstein, SRATableau, StochasticRungeKuttaAdditive,
+                       ExponentialEuler, ExponentialHeun, Heun, Milstein, SRATableau, StochasticRungeKuttaAdditive,
                        TwoStepEuler)
 from ._sde import NOISE_TYPES, SDE, as_sde, sde_from_functions
 
@@ -47,7 +47,7 @@ __all__ = [
     "SDE", "NOISE_TYPES", "as_sde", "sde_from_functions",
     "BrownianPath", "as_brownian",
     "Scheme", "Context",
-    "EulerMaruyama", "TwoStepEuler", "Heun", "Milstein", "SRA1", "ExponentialEuler",
+    "EulerMaruyama", "TwoStepEuler", "Heun", "Milstein", "SRA1", "ExponentialEuler", "ExponentialHeun",
     "DriftImplicitEuler", "RK4", "ExplicitRK", "ButcherTableau", "SRATableau",
     "StochasticRungeKuttaAdditive", "Compiled", "SCHEMES",
 ]

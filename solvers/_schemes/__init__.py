@@ -2,6 +2,7 @@
 
 from .euler import EulerMaruyama
 from .exponential import ExponentialEuler
+from .exponential_heun import ExponentialHeun
 from .heun import Heun
 from .implicit import DriftImplicitEuler
 from .milstein import Milstein
@@ -11,6 +12,6 @@ from .two_step import TwoStepEuler
 
 __all__ = [
     "EulerMaruyama", "TwoStepEuler", "Heun", "Milstein", "SRA1", "SRATableau",
-    "StochasticRungeKuttaAdditive", "ExponentialEuler", "DriftImplicitEuler", "RK4", "ExplicitRK",
+    "StochasticRungeKuttaAdditive", "ExponentialEuler", "ExponentialHeun", "DriftImplicitEuler", "RK4", "ExplicitRK",
     "ButcherTableau",
 ]
