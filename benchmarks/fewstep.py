@@ -133,7 +133,7 @@ def run_classical(nz, mean, var, x_T, nfe, seed):
             continue
         sde = getattr(nz, which)(score)
         with torch.no_grad():
-            x0 = solvers.sdeint(sde, x_T, [0.0, nz.T], solvers.SCHEMES[name](), dt=nz.T / steps, seed=seed,
+            x0 = solvers.sdeint(sde, x_T, [0.0, nz.T], getattr(solvers, name)(), dt=nz.T / steps, seed=seed,
                                 max_abs=1e12)[-1]
         rows.append({"family": "classical", "sampler": f"{name} on {which}()", "grid": "UniformTime",
                      "budget": nfe, "nfe": steps * per_step, "error": w2_error(x0, mean, var)})
