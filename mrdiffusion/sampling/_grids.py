@@ -1,9 +1,10 @@
 """Time grids as objects: ``grid(steps, t_start, t_end, noising) -> [t_0 = t_start, …, t_steps = t_end]``.
 
-Any scheme takes any grid. Grids defined by the noise level read the
-*reference* schedule ``noising.schedules[band]`` (band 0, the coarsest Haar
-level, by default): with per-band schedules the other bands follow at the same
-times, each at its own ``λ``. When the end has ``σ = 0`` (``λ = +∞``, the usual
+Any scheme takes any grid. Grids defined by the noise level read a
+*reference* ``σ̂ = σ/α``: by default the largest over the Haar bands (so that a
+grid stopping at ``sigma_min`` leaves every band below it before the last
+step), or band ``band``'s; the other bands follow at the same times, each at
+its own ``λ``. When the end has ``σ = 0`` (``λ = +∞``, the usual
 ``t_end = 0``) these grids stop at ``sigma_min`` and take one last step to
 ``t_end``, as k-diffusion's ``get_sigmas_*`` append a zero.
 """
@@ -75,7 +76,7 @@ class UniformLogSNR(_NoiseLevelGrid):
     """Equal steps in the log-SNR ``λ = log(α/σ)`` of the reference band (k-diffusion's ``get_sigmas_exponential``)."""
 
     sigma_min: float = 0.002
-    band: int = 0
+    band: int = None
 
     def levels(self, n, s_start, s_end):
         a, b = math.log(s_start), math.log(s_end)
@@ -88,7 +89,7 @@ class EDMRho(_NoiseLevelGrid):
 
     rho: float = 7.0
     sigma_min: float = 0.002
-    band: int = 0
+    band: int = None
 
     def levels(self, n, s_start, s_end):
         a, b = s_start ** (1 / self.rho), s_end ** (1 / self.rho)

@@ -4,8 +4,8 @@ A :class:`~mrdiffusion.processes.BandNoising` (one schedule per Haar level)
 already answers these per band coefficient; a bare schedule
 (:class:`~mrdiffusion.processes.VPSchedule`, ``VESchedule``, ``EDMSchedule``)
 is wrapped by :class:`ScalarNoising` and answers with 0-d tensors that
-broadcast against any state. Grids read one *reference* schedule (band 0 of a
-:class:`BandNoising` unless told otherwise) through :func:`sigma_hat`.
+broadcast against any state. Grids read a *reference* noise level through
+:func:`sigma_hat`: the noisiest band's, or one band's.
 """
 
 from __future__ import annotations
@@ -50,13 +50,18 @@ def as_noising(noising):
                      f"got {type(noising).__name__}")
 
 
-def sigma_hat(noising, t, band=0):
-    """``σ(t)/α(t) = e^{-λ(t)}`` of the reference schedule (band ``band``): the EDM noise level."""
-    sched = noising.schedules[band]
-    return math.sqrt(max(sched.var(t), 0.0)) / sched.alpha(t)
+def sigma_hat(noising, t, band=None):
+    """The reference EDM noise level ``σ̂ = σ/α = e^{-λ}`` at ``t``.
+
+    ``band=None``: the largest over the bands (the noisiest band sets the
+    grid, so that a grid that stops at ``σ̂_min`` has *every* band below it);
+    ``band=k``: Haar level ``k``'s schedule.
+    """
+    scheds = noising.schedules if band is None else [noising.schedules[band]]
+    return max(math.sqrt(max(s.var(t), 0.0)) / s.alpha(t) for s in scheds)
 
 
-def time_of_sigma_hat(noising, target, lo, hi, band=0):
+def time_of_sigma_hat(noising, target, lo, hi, band=None):
     """The ``t ∈ [lo, hi]`` with ``σ̂(t) = target`` (``σ̂`` increasing in ``t``), by bisection to round-off."""
     if target <= sigma_hat(noising, lo, band):
         return lo

@@ -86,7 +86,7 @@ class DenoisingProblem(solvers.SDE):
         i = self._index.get(self._key(u))
         return None if i is None else len(self.u_grid) - 1 - i
 
-    def time_at_sigma_hat(self, u1, u2, target, band=0):
+    def time_at_sigma_hat(self, u1, u2, target, band=None):
         """The ``u`` in ``[u1, u2]`` at which the reference ``σ̂`` equals ``target``."""
         from ._noising import time_of_sigma_hat
 

@@ -9,8 +9,8 @@ from ._base import SamplerScheme, StepEnds
 class DPMSolverPP2S(SamplerScheme):
     r"""DPM-Solver++(2S): single-step, second order, data prediction, ODE.
 
-    The intermediate time ``t_m`` halves the step in the reference band's
-    ``λ`` (``r = 1/2`` there; every other coordinate uses its own
+    The intermediate time ``t_m`` halves the step in the reference
+    ``λ`` (:func:`~mrdiffusion.sampling.sigma_hat`) (``r = 1/2`` there; every other coordinate uses its own
     ``r = (λ_m - λ_1)/h``):
 
     .. math::
@@ -27,8 +27,8 @@ class DPMSolverPP2S(SamplerScheme):
     evals_per_step = 2
     drift_evals = 2
 
-    def __init__(self, band=0):
-        self.band = int(band)
+    def __init__(self, band=None):
+        self.band = None if band is None else int(band)
 
     def __repr__(self):
         return "DPMSolverPP2S()"
