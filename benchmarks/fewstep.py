@@ -225,6 +225,7 @@ def plot(results, nfes, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.8), squeeze=False)
     styles = {"ours": "-", "default": "-", "k-diffusion": "--", "classical": ":"}
@@ -237,12 +238,16 @@ def plot(results, nfes, path):
                 label = {"ours": "ours (best scheme × grid)", "default": "ours (default)",
                          "k-diffusion": "k-diffusion (best sampler × grid)", "classical": "classical (best)"}[fam]
                 ax.plot(*zip(*pts), styles[fam], marker="o", color=color, label=label)
-        ax.axhline(res["floor"], color="k", lw=0.8, ls="-.", label=f"floor ({res['samples']} samples)")
+        ax.axhline(res["floor"], color="k", lw=0.8, ls="-.", label=f"floor: exact samples ({res['samples']})")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(list(nfes))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("model evaluations (NFE)")
         ax.set_ylabel("RMS per-coordinate W2 to the data law")
-        ax.set_title(f"{res['problem']}: Gaussian data, 16 band coefficients, VE σ_max = 50")
+        what = "one VE schedule" if res["problem"] == "scalar" else "per-band VE (fine bands noised faster)"
+        ax.set_title(f"{res['problem']}: Gaussian data on 16 band coefficients,\n{what}, σ_max = 50", fontsize=10)
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
