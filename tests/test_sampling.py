@@ -169,7 +169,7 @@ def test_grids():
     lam = UniformLogSNR(sigma_min=0.01)(5, 80.0, 0.0, edm)
     logs = [math.log(s) for s in lam[:-1]]
     assert max(abs((b - a) - (logs[1] - logs[0])) for a, b in zip(logs, logs[1:])) < 1e-9
-    act = ActivationRefined(activation_times=(0.25, 0.5), power=2.0)(12, 0.0, 1.0)
+    act = ActivationRefined(activation_times=(0.25, 0.5))(12, 0.0, 1.0)
     assert len(act) == 13 and 0.25 in act and 0.5 in act and act[-1] == 1.0
     i = act.index(0.25)
     assert act[i + 1] - act[i] < act[i + 2] - act[i + 1]  # short steps right after the activation

@@ -98,17 +98,18 @@ class EDMRho(_NoiseLevelGrid):
 
 @dataclass(frozen=True)
 class ActivationRefined(Grid):
-    """For multi-resolution processes: steps graded ``τ_j = L (j/m)^p`` right after every activation time.
+    """For multi-resolution processes: steps growing geometrically away from every activation time.
 
     A band activated at ``t_k`` starts from a point mass, where drifts of the form
-    ``-Z/v(t)`` are stiff; the grid puts its short steps there. ``activation_times``
-    inside ``(t_start, t_end)`` split the span into segments; each gets steps in
-    proportion to its length (at least one) and grades them with power ``power``
-    from its start (in the direction of integration).
+    ``-Z/(t - t_k + ε)`` are stiff and an explicit scheme is stable only for steps
+    ``h ≲ (t - t_k + ε)`` (DESIGN §2). Each segment between activation times
+    (``activation_times`` inside the span) gets steps in proportion to its length
+    (at least one), placed at ``τ_j = δ[(1 + L/δ)^{j/m} - 1]`` from its start:
+    steps proportional to ``τ + δ``. ``scale`` is ``δ`` (default: ``L/100``).
     """
 
     activation_times: tuple = ()
-    power: float = 2.0
+    scale: float = None
 
     def __call__(self, steps, t_start, t_end, noising=None):
         _check_steps(steps)
@@ -124,7 +125,8 @@ class ActivationRefined(Grid):
         for i in sorted(range(len(alloc)), key=lambda i: -lengths[i])[: steps - sum(alloc)]:
             alloc[i] += 1
         ts = [t_start]
-        for (a, b), m in zip(zip(bounds, bounds[1:]), alloc):
-            ts.extend(a + (b - a) * (j / m) ** self.power for j in range(1, m))
+        for (a, b), m, L in zip(zip(bounds, bounds[1:]), alloc, lengths):
+            d = self.scale if self.scale is not None else L / 100
+            ts.extend(a + sign * d * ((1 + L / d) ** (j / m) - 1) for j in range(1, m))
             ts.append(b)
         return ts
