@@ -26,7 +26,7 @@ from ._brownian import BrownianPath, BrownianSource, GridNoise, RecordedNoise, T
 from ._compiled import Compiled
 from ._integrate import DivergenceError, Solution, SolveInfo, Stage, Step, integrate, sdeint
 from ._schemes import (RK4, SRA1, ButcherTableau, DerivativeFreeMilstein, DriftImplicitEuler, EulerMaruyama,
-                       ExplicitRK, ExponentialEuler, Heun, Milstein, SRATableau, StochasticRungeKuttaAdditive,
+                       ExplicitRK, ExponentialEuler, ExponentialHeun, Heun, Milstein, SRATableau, StochasticRungeKuttaAdditive,
                        StratonovichHeun, StratonovichMidpoint, TwoStepEuler)
 from ._sde import (NOISE_TYPES, SDE, SDE_TYPES, as_sde, diffusion_and_correction, noise_type_of,
                    sde_from_functions, with_sde_type)
@@ -49,7 +49,7 @@ __all__ = [
     "diffusion_and_correction",
     "BrownianSource", "BrownianPath", "GridNoise", "TabulatedPath", "RecordedNoise", "as_brownian",
     "Scheme", "ItoScheme", "StratonovichScheme", "Context",
-    "EulerMaruyama", "TwoStepEuler", "Heun", "Milstein", "SRA1", "ExponentialEuler",
+    "EulerMaruyama", "TwoStepEuler", "Heun", "Milstein", "SRA1", "ExponentialEuler", "ExponentialHeun",
     "DriftImplicitEuler", "RK4", "ExplicitRK", "ButcherTableau", "SRATableau",
     "StochasticRungeKuttaAdditive", "DerivativeFreeMilstein", "StratonovichHeun", "StratonovichMidpoint",
     "Compiled", "SCHEMES",

@@ -102,6 +102,14 @@ class GaussianReverseProcess(BandProcess):
         v = torch.where(slope.abs() < 1e-12, torch.full_like(Dt, t - s), Dt**2 * (1 / Ds - 1 / Dt) / safe)
         return lam, v * mask + (t - s) * (1 - mask)
 
+    def band_forcing_transition(self, s, t, k):
+        """Exact ``∫_s^t e^{Λ(u, t)} b(u) du = m(t) - e^{Λ(s, t)} m(s)`` of the affine forcing ``b``, ``m = rμ``.
+
+        (``m`` solves ``dm/dt = A m + b``.) With it :class:`solvers.ExponentialEuler` is exact in law.
+        """
+        lam, _ = self.band_transition(s, t, k)
+        return (self._r(t) * self.mu - torch.exp(lam) * self._r(s) * self.mu) * self.active(k)
+
     def band_moments(self, t):
         """Exact mean and variance ``(C, n)`` in band coordinates at time ``t``."""
         r = self._r(t) * self.active(self.level_at(t))

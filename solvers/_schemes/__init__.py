@@ -3,6 +3,7 @@
 from .derivative_free_milstein import DerivativeFreeMilstein
 from .euler import EulerMaruyama
 from .exponential import ExponentialEuler
+from .exponential_heun import ExponentialHeun
 from .heun import Heun
 from .implicit import DriftImplicitEuler
 from .midpoint import StratonovichMidpoint
@@ -14,6 +15,6 @@ from .two_step import TwoStepEuler
 
 __all__ = [
     "EulerMaruyama", "TwoStepEuler", "Heun", "Milstein", "SRA1", "SRATableau",
-    "StochasticRungeKuttaAdditive", "ExponentialEuler", "DriftImplicitEuler", "RK4", "ExplicitRK",
+    "StochasticRungeKuttaAdditive", "ExponentialEuler", "ExponentialHeun", "DriftImplicitEuler", "RK4", "ExplicitRK",
     "ButcherTableau", "DerivativeFreeMilstein", "StratonovichHeun", "StratonovichMidpoint",
 ]

@@ -15,6 +15,27 @@ def phi1(z):
     return 1 + 0.5 * z if abs(z) < 1e-8 else math.expm1(z) / z
 
 
+def phi(k, z):
+    """``φ_k(z) = ∫_0^1 e^{(1-θ)z} θ^{k-1}/(k-1)! dθ`` elementwise for a tensor ``z`` (``k ≥ 1``).
+
+    ``φ_1 = (e^z - 1)/z``, ``φ_{k+1} = (φ_k - 1/k!)/z``; the recurrence cancels for small
+    ``|z|``, where the Taylor series ``Σ_i z^i/(i+k)!`` is used instead (``|z| ≤ 1``, 24
+    terms: below round-off). ``φ_k(-∞) = 0``.
+    """
+    z = torch.as_tensor(z)
+    small = z.abs() <= 1.0
+    zs = torch.where(small, z, torch.zeros_like(z))
+    series = torch.zeros_like(z)
+    for i in reversed(range(24)):
+        series = series * zs + 1.0 / math.factorial(i + k)
+    zl = torch.where(small, torch.ones_like(z), z)
+    big = torch.expm1(zl) / zl
+    for j in range(1, k):
+        big = (big - 1.0 / math.factorial(j)) / zl
+    big = torch.where(torch.isinf(zl) & (zl < 0), torch.zeros_like(z), big)
+    return torch.where(small, series, big)
+
+
 def _exp(z):
     return torch.exp(z) if isinstance(z, torch.Tensor) else math.exp(z)
 
@@ -31,6 +52,16 @@ class ExponentialEuler(ItoScheme):
     .. math::
         X_{n+1} = e^{Λ} X_n + h\,φ_1(Λ)\,N(t_n, X_n) + \sqrt{V/h}\; g(t_n, X_n)\,\Delta W_n,
         \qquad φ_1(z) = (e^z - 1)/z.
+
+    When the SDE writes its nonlinear part as ``N(t, x) = c(t) M(t, x)`` and
+    gives the exact weight ``sde.nonlinear_weight(t, t + h) = ∫ e^{Λ(u, t+h)}
+    c(u) du`` (and ``sde.nonlinear_profile(t, x) = M``; ``M = 1`` when absent:
+    an affine forcing ``c(t)``), the term ``h φ_1(Λ) N`` becomes
+    ``nonlinear_weight · M(t_n, X_n)``: the forcing is integrated exactly
+    instead of being frozen at the left point. Linear SDEs with affine forcing
+    and additive noise are then exact in law at any step, and on a diffusion's
+    :meth:`~mrdiffusion.processes.BandNoising.probability_flow` (``M`` the data
+    prediction) the scheme is DDIM / DPM-Solver++(1).
 
     The linear part is integrated exactly, and the noise is scaled so that the
     one-step variance equals that of the stochastic convolution
@@ -77,7 +108,12 @@ class ExponentialEuler(ItoScheme):
         if isinstance(var, torch.Tensor):
             var = var.to(dtype=x.dtype, device=x.device)
         y = _exp(lam) * x
-        if not getattr(sde, "linear_only", False):
+        if hasattr(sde, "nonlinear_weight"):
+            # N(t, x) = c(t) M(t, x): the weight ∫ e^{Λ(u, t+h)} c(u) du is exact, M is frozen at t_n
+            w = sde.nonlinear_weight(t, t + h)
+            w = w.to(dtype=x.dtype, device=x.device) if isinstance(w, torch.Tensor) else w
+            y = y + (w * sde.nonlinear_profile(t, x) if hasattr(sde, "nonlinear_profile") else w)
+        elif not getattr(sde, "linear_only", False):
             if hasattr(sde, "nonlinear"):
                 n = sde.nonlinear(t, x)
             else:

@@ -1,0 +1,287 @@
+"""Few-step sampling against k-diffusion on Gaussian data with the exact score (issue 11).
+
+    python -m benchmarks.fewstep [--quick] [--out DIR] [--samples N] [--seed S]
+
+Problem: Gaussian data on 16 Haar band coefficients (a 4×4 image, two Haar
+levels; variance ``2^{-1.5·level}``, random means), variance-exploding noising
+to ``σ_max = 50``, the exact denoiser. Every sampler starts from the same exact
+samples of the marginal at ``σ_max`` (and stochastic ones get seeded noise) and
+gets a budget of 5, 10, 20, 40, 80 model evaluations (NFE); the table reports
+the NFE actually used. Error: the RMS over coordinates of the per-coordinate
+2-Wasserstein distance from the law of the samples to the data law,
+``W2² = (m̂ - μ)² + (ŝ - s)²`` with the sample mean and standard deviation
+(every sampler here maps Gaussians to Gaussians, so this is the W2 of the law
+the samples estimate). The *floor* is the same error for exact data samples
+of the same size (its mean over 8 draws): no sampler can be told apart below it.
+
+Contenders, all in this process on the same samples:
+- ours: every :mod:`mrdiffusion.sampling` scheme × grid (uniform t, uniform
+  log-SNR, EDM ρ = 7);
+- k-diffusion 0.1.1.post1 (optional; ``pip install --no-deps
+  k-diffusion==0.1.1.post1``): euler, heun, lms, dpmpp_2m, dpmpp_2m_sde,
+  dpmpp_3m_sde, dpmpp_sde, euler_ancestral on its Karras and exponential grids;
+- classical schemes on ``BandNoising.reverse()`` / ``probability_flow()``
+  with a uniform step in ``t``: EulerMaruyama, Heun, RK4, ExponentialEuler,
+  ExponentialHeun.
+A second problem, ``perband``, noises fine bands faster than coarse ones (one
+VE schedule per Haar level); k-diffusion cannot express it and is not run there.
+
+Writes ``DIR/fewstep.json``, ``DIR/fewstep.md`` (also printed) and
+``DIR/fewstep.png`` (error against NFE, log–log, floor marked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+
+import torch
+
+import solvers
+from mrdiffusion.processes import BandNoising, VESchedule, gaussian_denoiser, gaussian_score
+from mrdiffusion.sampling import (DEFAULT_GRID, DEFAULT_SOLVER, Ancestral, DPMSolverPP2M, DPMSolverPP2S, EDMEuler,
+                                  EDMHeun, EDMRho, ExponentialAdams, UniformLogSNR, UniformTime, sample)
+
+from ._kdiffusion import VERSION as KD_VERSION
+from ._kdiffusion import load_sampling
+
+NFES = (5, 10, 20, 40, 80)
+SIGMA_MAX, SIGMA_MIN = 50.0, 0.002
+OUR_SCHEMES = (ExponentialAdams(1), ExponentialAdams(2), ExponentialAdams(3), ExponentialAdams(2, prediction="eps"),
+               ExponentialAdams(3, prediction="eps"), DPMSolverPP2M(), DPMSolverPP2S(),
+               EDMEuler(), EDMHeun(), ExponentialAdams(1, eta=1.0), ExponentialAdams(2, eta=1.0),
+               ExponentialAdams(3, eta=1.0), DPMSolverPP2M(eta=1.0), Ancestral())
+OUR_GRIDS = (UniformTime(), UniformLogSNR(sigma_min=SIGMA_MIN), EDMRho(sigma_min=SIGMA_MIN))
+# k-diffusion sampler -> NFE used by `steps` steps ending at σ = 0
+KD_SAMPLERS = {"sample_euler": lambda s: s, "sample_heun": lambda s: 2 * s - 1, "sample_lms": lambda s: s,
+               "sample_dpmpp_2m": lambda s: s, "sample_dpmpp_2m_sde": lambda s: s,
+               "sample_dpmpp_3m_sde": lambda s: s, "sample_dpmpp_sde": lambda s: 2 * s - 1,
+               "sample_euler_ancestral": lambda s: s}
+CLASSICAL = (("EulerMaruyama", "reverse", 1), ("Heun", "reverse", 2), ("RK4", "probability_flow", 4),
+             ("ExponentialEuler", "reverse", 1), ("ExponentialEuler", "probability_flow", 1),
+             ("ExponentialHeun", "reverse", 2))
+
+
+def build_problem(kind, seed=0):
+    """(noising, data mean (1, n), data variance (1, n)) for ``"scalar"`` or ``"perband"``."""
+    if kind == "scalar":
+        scheds = VESchedule(SIGMA_MIN, SIGMA_MAX)
+    elif kind == "perband":  # σ_k(t)² = σ_k,min² ((σ_max/σ_k,min)^{2t} - 1): larger σ_k,min noises faster early
+        scheds = [VESchedule(SIGMA_MIN, SIGMA_MAX), VESchedule(0.02, SIGMA_MAX), VESchedule(0.2, SIGMA_MAX)]
+    else:
+        raise ValueError(f"kind: expected 'scalar' or 'perband', got {kind!r}")
+    nz = BandNoising((4, 4), 2, schedules=scheds)
+    lvl = nz.layout.dwt_level.to(torch.float64)
+    var = (2.0 ** (-1.5 * lvl)).reshape(1, -1)
+    gen = torch.Generator().manual_seed(seed)
+    mean = 0.5 * var.sqrt() * torch.randn(var.shape, generator=gen, dtype=torch.float64)
+    return nz, mean, var
+
+
+def w2_error(x, mean, var):
+    """RMS over coordinates of the per-coordinate Gaussian W2 from the samples' law to ``N(mean, var)``."""
+    x = x.reshape(x.shape[0], -1)
+    m, s = x.mean(0), x.std(0)
+    w2sq = (m - mean.reshape(-1)) ** 2 + (s - var.reshape(-1).sqrt()) ** 2
+    if not torch.isfinite(w2sq).all():
+        return float("inf")
+    return float(w2sq.mean().sqrt())
+
+
+def floor(mean, var, n, seed, draws=8):
+    gen = torch.Generator().manual_seed(seed + 7919)
+    errs = [w2_error(mean + var.sqrt() * torch.randn(n, *mean.shape, generator=gen, dtype=torch.float64), mean, var)
+            for _ in range(draws)]
+    return sum(errs) / len(errs)
+
+
+def _counted(fn):
+    def wrapped(*args):
+        wrapped.calls += 1
+        return fn(*args)
+
+    wrapped.calls = 0
+    return wrapped
+
+
+def run_ours(nz, mean, var, x_T, nfe, seed):
+    rows = []
+    model = gaussian_denoiser(nz, mean, var)
+    for scheme in OUR_SCHEMES:
+        for grid in OUR_GRIDS:
+            f = _counted(model)
+            x0, info = sample(f, nz, x_T, nfe=nfe, solver=scheme, grid=grid, seed=seed)
+            assert f.calls == info.nfe
+            rows.append({"family": "ours", "sampler": repr(scheme), "grid": type(grid).__name__, "budget": nfe,
+                         "nfe": info.nfe, "error": w2_error(x0, mean, var)})
+    f = _counted(model)
+    x0, info = sample(f, nz, x_T, nfe=nfe, seed=seed)
+    rows.append({"family": "default", "sampler": repr(DEFAULT_SOLVER), "grid": type(DEFAULT_GRID).__name__,
+                 "budget": nfe, "nfe": info.nfe, "error": w2_error(x0, mean, var)})
+    return rows
+
+
+def run_classical(nz, mean, var, x_T, nfe, seed):
+    rows = []
+    score = gaussian_score(nz, mean, var)
+    for name, which, per_step in CLASSICAL:
+        steps = nfe // per_step
+        if steps < 1:
+            continue
+        sde = getattr(nz, which)(score)
+        with torch.no_grad():
+            x0 = solvers.sdeint(sde, x_T, [0.0, nz.T], getattr(solvers, name)(), dt=nz.T / steps, seed=seed,
+                                max_abs=1e12)[-1]
+        rows.append({"family": "classical", "sampler": f"{name} on {which}()", "grid": "UniformTime",
+                     "budget": nfe, "nfe": steps * per_step, "error": w2_error(x0, mean, var)})
+    return rows
+
+
+def run_kdiffusion(kd, nz, mean, var, x_T, nfe, seed):
+    rows = []
+    D = gaussian_denoiser(nz, mean, var)
+    t_of = {}
+
+    def sigma_to_t(sig):  # VE, α = 1: σ(t)² = σ_min²((σ_max/σ_min)^{2t} - 1)
+        if sig not in t_of:
+            t_of[sig] = 0.5 * math.log1p(sig * sig / SIGMA_MIN**2) / math.log(SIGMA_MAX / SIGMA_MIN) if sig > 0 else 0.0
+        return t_of[sig]
+
+    def denoiser(x, sigma):
+        return D(x, sigma_to_t(float(sigma.reshape(-1)[0])))
+
+    grids = {"karras": lambda n: kd.get_sigmas_karras(n, SIGMA_MIN, SIGMA_MAX, rho=7.0),
+             "exponential": lambda n: kd.get_sigmas_exponential(n, SIGMA_MIN, SIGMA_MAX)}
+    for name, nfe_of in KD_SAMPLERS.items():
+        steps = max(s for s in range(1, nfe + 2) if nfe_of(s) <= nfe or s == 1)
+        for gname, make in grids.items():
+            sigmas = make(steps).to(torch.float64)
+            gen = torch.Generator().manual_seed(seed)
+            kwargs = {"disable": True}
+            if name not in ("sample_euler", "sample_heun", "sample_lms", "sample_dpmpp_2m"):
+                kwargs["noise_sampler"] = lambda s, t: torch.randn(x_T.shape, generator=gen, dtype=x_T.dtype)
+            f = _counted(denoiser)
+            with torch.no_grad():
+                x0 = getattr(kd, name)(f, x_T.clone(), sigmas, **kwargs)
+            rows.append({"family": "k-diffusion", "sampler": name, "grid": gname, "budget": nfe, "nfe": f.calls,
+                         "error": w2_error(x0, mean, var)})
+    return rows
+
+
+def run(kind, samples, seed, nfes, kd):
+    nz, mean, var = build_problem(kind, seed)
+    a, s = nz.alpha_sigma(nz.T)
+    gen = torch.Generator().manual_seed(seed)
+    eps = torch.randn(samples, 1, nz.layout.n, generator=gen, dtype=torch.float64)
+    x_T = a * mean + (a * a * var + s * s).sqrt() * eps  # exact marginal at t = T
+    rows = []
+    for nfe in nfes:
+        rows += run_ours(nz, mean, var, x_T, nfe, seed)
+        rows += run_classical(nz, mean, var, x_T, nfe, seed)
+        if kd is not None and kind == "scalar":
+            rows += run_kdiffusion(kd, nz, mean, var, x_T, nfe, seed)
+    return {"problem": kind, "samples": samples, "floor": floor(mean, var, samples, seed), "rows": rows}
+
+
+def best(rows, family, budget, key=None):
+    cand = [r for r in rows if r["family"] in family and r["budget"] == budget and (key is None or key(r))]
+    return min(cand, key=lambda r: r["error"]) if cand else None
+
+
+def summarize(res, nfes):
+    """Markdown: best of each family per NFE, the targets, then every row."""
+    rows, out = res["rows"], []
+    out.append(f"### problem `{res['problem']}` — {res['samples']} samples, floor {res['floor']:.4f}\n")
+    out.append("| NFE budget | ours best (scheme, grid, NFE) | default | k-diffusion best | classical best |")
+    out.append("|---|---|---|---|---|")
+    for n in nfes:
+        cells = []
+        for fam in (("ours", "default"), ("default",), ("k-diffusion",), ("classical",)):
+            b = best(rows, fam, n)
+            cells.append("–" if b is None else f"{b['error']:.4g} ({b['sampler']}, {b['grid']}, {b['nfe']})")
+        out.append(f"| {n} | " + " | ".join(cells) + " |")
+    out.append("")
+    out.append("| family | sampler | grid | " + " | ".join(f"NFE≤{n}" for n in nfes) + " |")
+    out.append("|---|---|---|" + "---|" * len(nfes))
+    keys = []
+    for r in rows:
+        k = (r["family"], r["sampler"], r["grid"])
+        if k not in keys:
+            keys.append(k)
+    for k in keys:
+        vals = []
+        for n in nfes:
+            r = next((r for r in rows if (r["family"], r["sampler"], r["grid"]) == k and r["budget"] == n), None)
+            vals.append("–" if r is None else f"{r['error']:.3g} ({r['nfe']})")
+        out.append(f"| {k[0]} | {k[1]} | {k[2]} | " + " | ".join(vals) + " |")
+    return "\n".join(out) + "\n"
+
+
+def plot(results, nfes, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.8), squeeze=False)
+    styles = {"ours": "-", "default": "-", "k-diffusion": "--", "classical": ":"}
+    for ax, res in zip(axes[0], results):
+        rows = res["rows"]
+        for fam, color in (("default", "C3"), ("ours", "C0"), ("k-diffusion", "C1"), ("classical", "C2")):
+            pts = [(b["nfe"], b["error"]) for n in nfes if (b := best(rows, (fam,), n)) is not None]
+            pts = [(x, y) for x, y in pts if math.isfinite(y)]
+            if pts:
+                label = {"ours": "ours (best scheme × grid)", "default": "ours (default)",
+                         "k-diffusion": "k-diffusion (best sampler × grid)", "classical": "classical (best)"}[fam]
+                ax.plot(*zip(*pts), styles[fam], marker="o", color=color, label=label)
+        ax.axhline(res["floor"], color="k", lw=0.8, ls="-.", label=f"floor: exact samples ({res['samples']})")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(list(nfes))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xlabel("model evaluations (NFE)")
+        ax.set_ylabel("RMS per-coordinate W2 to the data law")
+        what = "one VE schedule" if res["problem"] == "scalar" else "per-band VE (fine bands noised faster)"
+        ax.set_title(f"{res['problem']}: Gaussian data on 16 band coefficients,\n{what}, σ_max = 50", fontsize=10)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.fewstep", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: few samples, NFE 5 and 10")
+    ap.add_argument("--out", default="results/fewstep", help="output folder")
+    ap.add_argument("--samples", type=int, default=None, help="samples per run (default 65536; quick: 512)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    samples = args.samples or (512 if args.quick else 65536)
+    if samples < 2:
+        raise SystemExit("--samples: need at least 2")
+    nfes = (5, 10) if args.quick else NFES
+    kd, why = load_sampling()
+    if kd is None:
+        print(f"k-diffusion skipped: {why}")
+    os.makedirs(args.out, exist_ok=True)
+    t0 = time.perf_counter()
+    results = [run(kind, samples, args.seed, nfes, kd) for kind in ("scalar", "perband")]
+    md = "\n".join(summarize(r, nfes) for r in results)
+    meta = {"k_diffusion": None if kd is None else KD_VERSION, "seconds": time.perf_counter() - t0,
+            "nfes": list(nfes), "default": {"solver": repr(DEFAULT_SOLVER), "grid": repr(DEFAULT_GRID)}}
+    with open(os.path.join(args.out, "fewstep.json"), "w") as fh:
+        json.dump({"meta": meta, "results": results}, fh, indent=1)
+    with open(os.path.join(args.out, "fewstep.md"), "w") as fh:
+        fh.write(md)
+    plot(results, nfes, os.path.join(args.out, "fewstep.png"))
+    print(md)
+    print(f"wrote {args.out}/fewstep.{{json,md,png}} in {meta['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""What every diffusion sampler scheme shares: the per-coordinate step quantities and the NFE budget."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+import solvers
+
+__all__ = ["SamplerScheme", "StepEnds"]
+
+
+class StepEnds:
+    """Per-coordinate quantities of one step ``u → u + h`` (``t₁ → t₂``, ``t₁ > t₂``).
+
+    ``rho = e^{-(λ₂ - λ₁)} = σ₂α₁/(σ₁α₂)`` is computed as a ratio, never through
+    ``λ``, so a step onto ``σ₂ = 0`` gives ``rho = 0`` exactly (no ``log 0``);
+    ``h = λ₂ - λ₁`` is then ``+∞`` and ``final`` is true.
+    """
+
+    __slots__ = ("a1", "s1", "a2", "s2", "rho", "h", "final")
+
+    def __init__(self, sde, u, h):
+        self.a1, self.s1 = sde.alpha_sigma(u)
+        self.a2, self.s2 = sde.alpha_sigma(u + h)
+        self.rho = (self.s2 * self.a1) / (self.s1 * self.a2)
+        self.final = bool((self.s2 == 0).any())
+        self.h = -torch.log(self.rho)
+
+
+class SamplerScheme(solvers.Scheme):
+    """Base of the diffusion samplers: stateless step rules on a :class:`~mrdiffusion.sampling.DenoisingProblem`.
+
+    ``evals_per_step`` model evaluations per step; a step onto ``σ = 0`` costs
+    ``final_evals`` (a lower-order final step). ``stochastic`` schemes receive
+    ``ΔW`` over the step in ``u`` and use ``ξ = ΔW/√h``.
+    """
+
+    strong_order = 0.5
+    weak_order = 1.0
+    ode_order = 1.0
+    noise_types = frozenset({"additive"})
+    evals_per_step = 1
+    final_evals = 1
+    stochastic = False
+
+    def check(self, sde):
+        super().check(sde)
+        if not (hasattr(sde, "denoise") and hasattr(sde, "alpha_sigma")):
+            raise ValueError(f"solver {self.name} samples diffusions: it needs a problem with denoise() and "
+                             f"alpha_sigma(), such as the one mrdiffusion.sampling.sample builds; "
+                             f"got {type(sde).__name__}")
+
+    def steps_for(self, nfe, to_zero=True):
+        """The most steps whose model evaluations fit in ``nfe`` (at least one)."""
+        if to_zero:
+            return max(1, 1 + (nfe - self.final_evals) // self.evals_per_step)
+        return max(1, nfe // self.evals_per_step)
+
+    def model_evals(self, steps, to_zero=True):
+        return (steps - 1) * self.evals_per_step + (self.final_evals if to_zero else self.evals_per_step)
+
+    @staticmethod
+    def xi(dW, h):
+        return dW / math.sqrt(h)
