@@ -1,10 +1,10 @@
 import torch
 
-from .._base import Scheme
+from .._base import ItoScheme, exp_
 from .exponential import phi
 
 
-class ExponentialHeun(Scheme):
+class ExponentialHeun(ItoScheme):
     r"""Exponential Heun (ETD2RK with the noise in the predictor) for ``f = A(t) x + N(t, x)``, additive noise.
 
     With ``Λ = ∫_t^{t+h} A``, ``V`` as in :class:`ExponentialEuler` and the noise
@@ -34,9 +34,14 @@ class ExponentialHeun(Scheme):
     strong_order = 1.0
     weak_order = 2.0
     ode_order = 2.0
-    noise_types = frozenset({"additive"})
     needs_linear = True
+    noise_treatment = {"additive": "√(V/h) · g(t_n) ΔW in the predictor, carried into the corrector"}
+    stability_formula = "exp(z)  (A-stable)"
     drift_evals = 2
+
+    def stability_function(self, z):
+        """``R(z) = e^z``: on ``x' = λx`` all of ``λ`` is the linear part, integrated exactly."""
+        return exp_(z)
 
     @staticmethod
     def _nonlinear(sde, t, x):
