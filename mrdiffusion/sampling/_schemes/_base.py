@@ -40,17 +40,16 @@ class SamplerScheme(solvers.Scheme):
     strong_order = 0.5
     weak_order = 1.0
     ode_order = 1.0
-    noise_types = frozenset({"additive"})
+    noise_treatment = {"additive": "ξ = ΔW/√h over the step in u, scaled by the scheme's own noise coefficient"}
     evals_per_step = 1
     final_evals = 1
     stochastic = False
 
-    def check(self, sde):
-        super().check(sde)
+    def incompatibility(self, sde, shape=None):
         if not (hasattr(sde, "denoise") and hasattr(sde, "alpha_sigma")):
-            raise ValueError(f"solver {self.name} samples diffusions: it needs a problem with denoise() and "
-                             f"alpha_sigma(), such as the one mrdiffusion.sampling.sample builds; "
-                             f"got {type(sde).__name__}")
+            return (f"solver {self.name} samples diffusions: it needs a problem with denoise() and "
+                    f"alpha_sigma(), such as the one mrdiffusion.sampling.sample builds; got {type(sde).__name__}")
+        return super().incompatibility(sde, shape)
 
     def steps_for(self, nfe, to_zero=True):
         """The most steps whose model evaluations fit in ``nfe`` (at least one)."""
