@@ -54,7 +54,11 @@ def _env():
 
 
 SLOW = """
-import sys, time
+import signal, sys, time
+# A terminal's Ctrl-C reaches a process whose SIGINT is neither ignored nor blocked; a test runner's worker may
+# hand its children either state (inherited disposition and signal mask), so restore the terminal's.
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import mrdiffusion.bench.cells as cells, mrdiffusion.hvae.train as train
 measure, noise = cells.Workspace.measure, train._noise_generator
 cells.Workspace.measure = lambda self, cell: (time.sleep(0.4), measure(self, cell))[1]
@@ -106,7 +110,7 @@ def test_bench_interrupted_then_resumed_gives_the_uninterrupted_numbers(tmp_path
     rc, err = _signal_when(_slow_cli("bench", "--config", config, "--out", out, "--no-progress"),
                            lambda: cells.is_dir() and len(list(cells.glob("*.json"))) >= 3, sig)
     done = len([f for f in os.listdir(cells) if f.endswith(".json")])
-    assert 3 <= done < len(straight["records"])
+    assert 3 <= done < len(straight["records"]), (rc, err[-2000:])
     if sig == signal.SIGINT:
         assert rc == 130
         assert f"{done} finished cells kept in {out}; continue with: mrdiffusion bench --resume --out {out}" in err
