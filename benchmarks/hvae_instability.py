@@ -49,10 +49,10 @@ VARIANTS = {
     "e-shared": dict(start="bias_xs", share="resolution", time_embedding="fourier"),
 }
 
-#: name -> (model overrides, training overrides)
+#: name -> (model overrides, training overrides, updates)
 SETTINGS = {
-    "normal": (dict(dec_blocks=(1, 2, 3, 3)), dict(lr=3e-3, warmup=50)),
-    "stress": (dict(dec_blocks=(2, 4, 6, 6)), dict(lr=3e-2, warmup=1)),
+    "normal": (dict(dec_blocks=(1, 2, 3, 3)), dict(lr=3e-3, warmup=50), 300),
+    "stress": (dict(dec_blocks=(2, 4, 6, 6)), dict(lr=3e-2, warmup=1), 150),
 }
 ARCH = dict(width=16, mid_width=8, zdim=4, enc_blocks=(1, 1, 1, 1))
 
@@ -84,7 +84,7 @@ class Telemetry:
 
 def run_one(variant, setting, seed, updates, data, out, batch_size):
     """Train one (variant, setting, seed); return its record (cached in ``out/runs``)."""
-    model_over, train_over = SETTINGS[setting]
+    model_over, train_over, _ = SETTINGS[setting]
     tag = f"d{''.join(map(str, model_over['dec_blocks']))}_lr{train_over['lr']:g}"
     path = os.path.join(out, "runs", f"{setting}_{tag}_{variant}_s{seed}_u{updates}")
     done = os.path.join(path, "record.json")
@@ -167,7 +167,7 @@ def concentration(rec):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny smoke run (CI): 2 variants' worth of seconds")
-    p.add_argument("--updates", type=int, default=300)
+    p.add_argument("--updates", type=int, default=None, help="updates per run (default: 300 normal, 150 stress)")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--variants", default=",".join(VARIANTS))
@@ -177,12 +177,12 @@ def main(argv=None):
     p.add_argument("--stress-dec", default=None, help="override the stress dec_blocks, e.g. 4,8,12,12")
     args = p.parse_args(argv)
     if args.stress_lr is not None or args.stress_dec is not None:
-        model_over, train_over = SETTINGS["stress"]
+        model_over, train_over, n = SETTINGS["stress"]
         if args.stress_dec is not None:
             model_over = dict(model_over, dec_blocks=tuple(int(n) for n in args.stress_dec.split(",")))
         if args.stress_lr is not None:
             train_over = dict(train_over, lr=args.stress_lr)
-        SETTINGS["stress"] = (model_over, train_over)
+        SETTINGS["stress"] = (model_over, train_over, n)
     torch.set_num_threads(1)
     import matplotlib
 
@@ -206,7 +206,8 @@ def main(argv=None):
     for setting in settings:
         for variant in variants:
             for seed in seeds:
-                rec = run_one(variant, setting, seed, args.updates, data, args.out, args.batch_size)
+                updates = args.updates or SETTINGS[setting][2]
+                rec = run_one(variant, setting, seed, updates, data, args.out, args.batch_size)
                 c = concentration(rec)
                 print(f"[instability] {setting:6s} {variant:10s} seed {seed}: test {rec['test_bpd']:.3f} bits/dim, "
                       f"skip {rec['skip_rate']:.3f}, |g| p99 {rec['grad_norm_p99']:.3g} max "

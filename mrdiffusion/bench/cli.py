@@ -28,6 +28,8 @@ def add_arguments(p):
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (default: the "
                    "latest results/bench-*), skipping finished cells")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--hvae", default=None, metavar="CHECKPOINT", help="bench a trained HVAE instead: every "
+                   "scheme its top-down SDE supports at 0.5/1/2/4x the trained steps (mrdiffusion.bench.hvae)")
 
 
 def _stored_config(out):
@@ -39,6 +41,10 @@ def main_run(args) -> int:
     from .report import main_table
     from .study import latest_run, run
 
+    if getattr(args, "hvae", None):
+        from .hvae import main_hvae
+
+        return main_hvae(args)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     try:
         fresh = not (args.config or args.quick or args.seed is not None or args.device)

@@ -212,6 +212,7 @@ class HVAE(nn.Module):
         self.decay = (nn.Parameter(torch.full((len(owners), c.width), math.log(math.e - 1.0)))
                       if c.decay else None)
         self.step_callback = None
+        self.last_extra_nfe = 0
         self.head = nn.Conv2d(c.width, c.channels * c.levels, 1)
         self.horizon = float(depth)
         self._res_block = {r: i for i, r in enumerate(owners)}
@@ -312,6 +313,7 @@ class HVAE(nn.Module):
                 self.step_callback(i, st, x, step_kl)
         if x.shape[-1] != self.config.image_size:
             x = haar.embed(x, levels=int(math.log2(self.config.image_size // x.shape[-1])))
+        self.last_extra_nfe = ctx.extra_nfe  # evaluations a scheme made beyond its declared counts
         return x, kl, (torch.stack(norms) if record else None)
 
     def activate(self, x, res, batch, generator=None):
