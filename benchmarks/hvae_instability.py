@@ -153,7 +153,7 @@ def concentration(rec):
     sg = np.array(rec["state_grad"], dtype=float)
     act = np.array(rec["activation"], dtype=bool)
     if sg.size == 0 or act.all() or not act.any():
-        return {"ratio_median": float("nan"), "spike_share": float("nan"), "base_share": float("nan")}
+        return {"ratio_median": float("nan"), "spike_share": float("nan"), "base_share": float("nan"), **onset(rec)}
     ok = np.isfinite(sg).all(1)
     sg = sg[ok]
     ratio = sg[:, act].mean(1) / np.maximum(sg[:, ~act].mean(1), 1e-30)
@@ -161,7 +161,27 @@ def concentration(rec):
     top = g >= np.percentile(g, 95) if g.size else np.zeros(0, bool)
     spike_share = float(act[sg[top].argmax(1)].mean()) if top.any() else float("nan")
     return {"ratio_median": float(np.median(ratio)), "spike_share": spike_share,
-            "base_share": float(act.mean())}
+            "base_share": float(act.mean()), **onset(rec)}
+
+
+def onset(rec):
+    """Where the first instability starts: the first update whose gradient norm exceeds the skip
+    threshold or is not finite (``onset_update``), and in it the top-down step whose KL jumped most
+    against its median over the 10 updates before (``onset_step``, ``onset_post_activation``)."""
+    g = np.array(rec["grad_norm"], dtype=float)
+    thr = rec["train"]["skip_threshold"]
+    bad = ~np.isfinite(g) | ((g > thr) if thr > 0 else np.zeros_like(g, dtype=bool))
+    if not bad.any():
+        return {"onset_update": None, "onset_step": None, "onset_post_activation": None}
+    u = int(np.argmax(bad))
+    kl = np.array(rec["kl"], dtype=float)
+    before = kl[max(0, u - 10):u]
+    before = before[np.isfinite(before).all(1)] if before.size else before
+    if u >= len(kl) or not before.size or not np.isfinite(kl[u]).any():
+        return {"onset_update": u, "onset_step": None, "onset_post_activation": None}
+    jump = np.where(np.isfinite(kl[u]), kl[u], np.inf) / np.maximum(np.median(before, 0), 1e-12)
+    i = int(np.argmax(jump))
+    return {"onset_update": u, "onset_step": i, "onset_post_activation": bool(rec["activation"][i])}
 
 
 def main(argv=None):

@@ -14,6 +14,15 @@ def _f(v, fmt=".3g"):
     return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, fmt)
 
 
+def _onset(c):
+    if c["onset_update"] is None:
+        return "none"
+    if c["onset_step"] is None:
+        return f"update {c['onset_update']}"
+    return (f"update {c['onset_update']}, step {c['onset_step']} "
+            f"({'yes' if c['onset_post_activation'] else 'no'})")
+
+
 def table(records):
     lines = []
     for setting in dict.fromkeys(r["setting"] for r in records):
@@ -23,15 +32,17 @@ def table(records):
                   f"warm-up {r0['train']['warmup']}, {r0['updates']} updates of batch {r0['train']['batch_size']}, "
                   f"skip threshold {r0['train']['skip_threshold']:g}, clip {r0['train']['grad_clip']:g}", "",
                   "| variant | seed | test bits/dim | skip rate | non-finite losses | grad-norm p50 | p99 | max "
-                  "| post-act. ratio | spike share (base) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| post-act. ratio | spike share (base) | onset: update, step (post-act.?) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        acts = [i for i, a in enumerate(r0["activation"]) if a]
         for r in rs:
             c = concentration(r)
             lines.append(f"| {r['variant']} | {r['seed']} | {_f(r['test_bpd'], '.3f')} | {r['skip_rate']:.3f} | "
                          f"{r['nonfinite_losses']} | {_f(r['grad_norm_p50'])} | {_f(r['grad_norm_p99'])} | "
                          f"{_f(r['grad_norm_max'])} | {_f(c['ratio_median'], '.2f')} | "
-                         f"{_f(c['spike_share'], '.2f')} ({_f(c['base_share'], '.2f')}) |")
-        lines += ["", "Mean over seeds:", "",
+                         f"{_f(c['spike_share'], '.2f')} ({_f(c['base_share'], '.2f')}) | {_onset(c)} |")
+        lines += ["", f"Post-activation steps (indices): {acts} of {len(r0['activation'])}.", "",
+                  "Mean over seeds:", "",
                   "| variant | test bits/dim | skip rate | non-finite losses | grad-norm p99 | max | post-act. ratio |",
                   "|---|---|---|---|---|---|---|"]
         for v in dict.fromkeys(r["variant"] for r in rs):
@@ -49,7 +60,10 @@ def table(records):
     lines += ["*post-act. ratio*: median over updates of the mean ‖∂L/∂x_i‖ over the first step of each "
               "resolution (right after its point mass / start) divided by the mean over the other steps. "
               "*spike share*: among updates with total gradient norm ≥ the run's p95, the fraction whose largest "
-              "per-step state gradient is a post-activation step; *base* is that fraction of the steps.", ""]
+              "per-step state gradient is a post-activation step; *base* is that fraction of the steps. *onset*: the "
+              "first update whose gradient norm exceeds the skip threshold or is not finite, and the top-down step "
+              "whose KL jumped most against its median over the 10 updates before (post-activation or not). "
+              "Post-activation steps (first step of each resolution) are listed with each setting.", ""]
     return "\n".join(lines)
 
 
