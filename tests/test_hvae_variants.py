@@ -14,26 +14,11 @@ import torch
 
 import solvers
 from mrdiffusion.hvae import HVAE, HVAEConfig
-from mrdiffusion.hvae.checkpoint import model_from_checkpoint  # noqa: F401  (import check)
+from test_hvae_identity import _noise, _randomised  # the same randomised float64 model and noise
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL = dict(width=8, mid_width=4, zdim=2, enc_blocks=(1, 1, 1, 1), dec_blocks=(1, 2, 2, 2))
-
-
-def _randomised(config, seed=0):
-    torch.manual_seed(seed)
-    model = HVAE(config).double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return model
-
-
-def _noise(model, batch, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(batch, model.config.zdim, st.res, st.res, generator=g, dtype=torch.float64)
-            for st in model.schedule()]
 
 
 def _phi1(z):
