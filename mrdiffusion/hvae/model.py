@@ -48,7 +48,8 @@ from .sde import DecayTopDownSDE, LatentContext, TopDownSDE
 
 __all__ = ["HVAEConfig", "HVAE", "Step", "SUPPORTED_SOLVERS"]
 
-#: Schemes that step the latent-injection SDE (general noise, no Lévy area, no linear part needed).
+#: Schemes that step the default latent-injection SDE (general noise, no Lévy area, no linear part);
+#: with ``decay=True`` ``ExponentialEuler`` too. :meth:`HVAE.check_solver` is the authority.
 SUPPORTED_SOLVERS = ("TwoStepEuler", "EulerMaruyama", "Heun")
 _SHARE = ("none", "resolution", "all")
 _TIME = ("none", "fourier")
