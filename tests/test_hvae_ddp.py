@@ -27,5 +27,5 @@ def test_two_gloo_processes_train_identical_replicas(tmp_path):
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["world_size"] == 2 and ckpt["step"] == 4
     # the replicas trained (the point mass moved) and agree with the checkpoint
-    assert float(w0["x0"].abs().sum()) > 0
+    assert float(w0["bias_xs.1"].abs().sum()) > 0  # the 1×1 point mass (VDVAE bias_xs[1])
     assert all(torch.equal(ckpt["model"][k], w0[k]) for k in w0)

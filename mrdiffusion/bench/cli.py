@@ -42,6 +42,8 @@ def add_arguments(p):
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (default: the "
                    "latest results/bench-*), skipping finished cells")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--hvae", default=None, metavar="CHECKPOINT", help="bench a trained HVAE instead: every "
+                   "scheme its top-down SDE supports at 0.5/1/2/4x the trained steps (mrdiffusion.bench.hvae)")
 
 
 def _read_json(path, what, recover):
@@ -121,6 +123,10 @@ def main_run(args) -> int:
     from .report import main_table
     from .study import latest_run, run
 
+    if getattr(args, "hvae", None):
+        from .hvae import main_hvae
+
+        return main_hvae(args)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     if args.list:
         from .describe import catalogue

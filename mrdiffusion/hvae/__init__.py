@@ -24,6 +24,6 @@ Command line (also under ``torchrun --nproc_per_node N -m mrdiffusion.hvae train
 """
 
 from .model import HVAE, SUPPORTED_SOLVERS, HVAEConfig, Step
-from .sde import LatentContext, LatentDiffusion, TopDownSDE
+from .sde import DecayTopDownSDE, LatentContext, LatentDiffusion, TopDownSDE
 
-__all__ = ["HVAE", "HVAEConfig", "Step", "SUPPORTED_SOLVERS", "TopDownSDE", "LatentContext", "LatentDiffusion"]
+__all__ = ["HVAE", "HVAEConfig", "Step", "SUPPORTED_SOLVERS", "TopDownSDE", "DecayTopDownSDE", "LatentContext", "LatentDiffusion"]

@@ -1,11 +1,14 @@
 r"""A multi-resolution U-Net HVAE whose top-down pass is a solver applied to a learned SDE.
 
-Generative model (DESIGN.md §2–3). The state starts from a learned constant
-``x₀`` at 1×1 — the point mass — and runs through the steps of
-:meth:`HVAE.schedule`: at resolution ``res`` each step is
+Generative model (DESIGN.md §2–3). As in VDVAE, the state starts from a
+learned constant ``bias_xs[1]`` at 1×1 — the point mass — and runs through the
+steps of :meth:`HVAE.schedule`: at resolution ``res`` each step is
 ``solver.step(sde, t, h, x, dB, ctx)`` with the :class:`~.sde.TopDownSDE` of
 that step; at every resolution change the state is embedded
-(``haar.embed``), its new detail band starting at zero. A 1×1 convolution of the
+(``haar.embed``) and the learned constant ``bias_xs[res]`` is added (VDVAE's
+``mixin``): every new detail band starts from a point mass at its activation
+time. ``HVAEConfig.start`` selects this, the single 1×1 point mass of issue 6
+(new bands start at zero) or a learned Gaussian start (:meth:`HVAE.activate`). A 1×1 convolution of the
 final state gives a categorical distribution over the data's ``levels`` grey
 levels per pixel and channel. With ``solvers.TwoStepEuler()`` this is a
 VDVAE-style HVAE (checked bit-for-bit against a hand-written VDVAE pass in
@@ -41,14 +44,17 @@ import solvers
 
 from .. import haar
 from .blocks import Encoder, TimeEmbedding, TopDownBlock
-from .sde import LatentContext, TopDownSDE
+from .sde import DecayTopDownSDE, LatentContext, TopDownSDE
 
 __all__ = ["HVAEConfig", "HVAE", "Step", "SUPPORTED_SOLVERS"]
 
-#: Schemes that step the latent-injection SDE (general noise, no Lévy area, no linear part needed).
+#: Schemes that step the default latent-injection SDE (general noise, no Lévy area, no linear part);
+#: with ``decay=True`` ``ExponentialEuler`` too. :meth:`HVAE.check_solver` is the authority.
 SUPPORTED_SOLVERS = ("TwoStepEuler", "EulerMaruyama", "Heun")
 _SHARE = ("none", "resolution", "all")
 _TIME = ("none", "fourier")
+_START = ("bias_xs", "x0", "gaussian")
+_GRID = ("uniform", "graded")
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,27 @@ class HVAEConfig:
     ``"all"`` (one top-down block for every step; 3×3 convolutions everywhere).
     ``time_embedding``: ``"fourier"`` or ``"none"`` (a time-homogeneous shared
     drift). ``solver``: a name in :data:`solvers.SCHEMES`.
+
+    ``start`` — how the state begins at ``t = 0`` and how each new Haar band
+    begins at its activation time:
+
+    - ``"bias_xs"`` (VDVAE): a learned constant per resolution
+      (``bias_xs[res]``, VDVAE's ``Decoder.bias_xs``); at a resolution change
+      the state becomes ``bias_xs[res] + embed(x)`` (VDVAE's ``mixin``) — a
+      point mass for every new band;
+    - ``"x0"``: one learned constant at 1×1, new bands start at zero (the
+      model of issue 6; checkpoints written before this field existed load as
+      ``"x0"``);
+    - ``"gaussian"``: a learned Gaussian ``bias_xs[res] + exp(log_sd[res]) ⊙ ξ``,
+      ``ξ ~ N(0, I)`` under prior *and* posterior (so its KL is zero) — a
+      non-degenerate start at ``t = 0`` and at each new band.
+
+    ``decay``: give the top-down SDE a learned per-channel linear part
+    ``−κ x`` (``κ = softplus(·) > 0``, one per step block), so that
+    :class:`solvers.ExponentialEuler` can step it (:class:`~.sde.DecayTopDownSDE`).
+    ``grid``: ``"uniform"`` steps, or ``"graded"``: on a resolution with ``n``
+    steps, times ``t_k + n (i/n)²`` — small steps right after each activation,
+    the same number of steps and the same total time.
     """
 
     image_size: int = 8
@@ -75,6 +102,9 @@ class HVAEConfig:
     share: str = "none"
     time_embedding: str = "none"
     solver: str = "TwoStepEuler"
+    start: str = "bias_xs"
+    decay: bool = False
+    grid: str = "uniform"
 
     def __post_init__(self):
         object.__setattr__(self, "enc_blocks", tuple(int(n) for n in self.enc_blocks))
@@ -102,6 +132,12 @@ class HVAEConfig:
             raise ValueError(f"time_embedding: expected one of {_TIME}, got {self.time_embedding!r}")
         if self.time_embedding != "none" and self.share == "none":
             raise ValueError("time_embedding: only meaningful with shared weights (share='resolution' or 'all')")
+        if self.start not in _START:
+            raise ValueError(f"start: expected one of {_START}, got {self.start!r}")
+        if self.grid not in _GRID:
+            raise ValueError(f"grid: expected one of {_GRID}, got {self.grid!r}")
+        if not isinstance(self.decay, bool):
+            raise ValueError(f"decay: expected True or False, got {self.decay!r}")
         if self.solver not in solvers.SCHEMES:
             raise ValueError(f"solver: expected one of {sorted(solvers.SCHEMES)}, got {self.solver!r}")
 
@@ -120,6 +156,8 @@ class HVAEConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"model config: unknown fields {unknown}")
+        d = dict(d)
+        d.setdefault("start", "x0")  # written before per-resolution point masses existed
         return cls(**d)
 
 
@@ -152,7 +190,14 @@ class HVAE(nn.Module):
         all_3x3 = c.share == "all"
         self.encoder = Encoder(c.channels, c.width, c.mid_width, c.resolutions, c.enc_blocks,
                                shared=c.share != "none", all_3x3=all_3x3)
-        self.x0 = nn.Parameter(torch.zeros(1, c.width, 1, 1))  # the point mass
+        if c.start == "x0":
+            self.x0 = nn.Parameter(torch.zeros(1, c.width, 1, 1))  # the point mass
+        else:  # VDVAE's Decoder.bias_xs: one learned constant per resolution
+            self.bias_xs = nn.ParameterDict(
+                {str(r): nn.Parameter(torch.zeros(1, c.width, r, r)) for r in c.resolutions})
+        if c.start == "gaussian":
+            self.log_sd = nn.ParameterDict({str(r): nn.Parameter(torch.zeros(1, c.width, 1, 1))
+                                            for r in c.resolutions})
         depth = sum(c.dec_blocks)
         if c.share == "none":
             owners = [r for r, n in zip(c.resolutions, c.dec_blocks) for _ in range(n)]
@@ -164,6 +209,11 @@ class HVAE(nn.Module):
             TopDownBlock(c.width, c.mid_width, c.zdim, depth=depth, use_3x3=all_3x3 or r > 2) for r in owners)
         self.embeds = (nn.ModuleList(TimeEmbedding(c.width) for _ in owners)
                        if c.time_embedding == "fourier" else None)
+        # κ = softplus(decay) starts at 1
+        self.decay = (nn.Parameter(torch.full((len(owners), c.width), math.log(math.e - 1.0)))
+                      if c.decay else None)
+        self.step_callback = None
+        self.last_extra_nfe = 0
         self.head = nn.Conv2d(c.width, c.channels * c.levels, 1)
         self.horizon = float(depth)
         self._res_block = {r: i for i, r in enumerate(owners)}
@@ -180,7 +230,11 @@ class HVAE(nn.Module):
             raise ValueError(f"solver {solver.name} needs a Lévy area; the HVAE's noise is the latent alone")
 
     def _sde(self, block):
-        return TopDownSDE(self.blocks[block], None if self.embeds is None else self.embeds[block], self.horizon)
+        embed = None if self.embeds is None else self.embeds[block]
+        if self.decay is not None:
+            return DecayTopDownSDE(self.blocks[block], embed, self.horizon,
+                                   F.softplus(self.decay[block]).view(1, -1, 1, 1))
+        return TopDownSDE(self.blocks[block], embed, self.horizon)
 
     def schedule(self, steps=None):
         """The top-down steps. ``steps``: steps per resolution (default ``config.dec_blocks``).
@@ -194,15 +248,16 @@ class HVAE(nn.Module):
                 (m == 0) != (n == 0) for m, n in zip(steps, c.dec_blocks)):
             raise ValueError(f"steps: expected {len(c.dec_blocks)} counts, positive exactly where dec_blocks "
                              f"{c.dec_blocks} is, got {steps}")
-        out, t0 = [], 0.0
+        grade = (lambda u: u * u) if c.grid == "graded" else (lambda u: u)
+        out, t0 = [], 0
         for res, n, m in zip(c.resolutions, c.dec_blocks, steps):
             for i in range(m):
-                t = t0 + n * i / m
-                if c.share == "none":
-                    blk = min(int(math.floor(t + 1e-9)), len(self.blocks) - 1)
+                t, t_next = t0 + n * grade(i / m), t0 + n * grade((i + 1) / m)
+                if c.share == "none":  # block i covers [i, i+1) of the trained (uniform) grid
+                    blk = t0 + min(int(math.floor(n * i / m + 1e-9)), n - 1)
                 else:
                     blk = self._res_block[res] if c.share == "resolution" else 0
-                out.append(Step(res, t, n / m, blk))
+                out.append(Step(res, float(t), float(t_next - t), blk))
             t0 += n
         return out
 
@@ -218,18 +273,22 @@ class HVAE(nn.Module):
         tensor of shape ``(batch, zdim, res, res)`` per step) fixes the
         randomness; otherwise it is drawn from ``generator``. ``record``:
         ``norms`` is ``(n_steps + 1, batch)``, the L² norm of the state before
-        the first and after every step.
+        the first and after every step. ``self.step_callback`` (when set) is
+        called after every step as ``callback(i, step, x, step_kl)``
+        (``step_kl`` ``None`` under the prior) — telemetry hooks in here.
         """
         solver = self.solver if solver is None else solver
         if solver is not self.solver:
             self.check_solver(solver)
         ctx = LatentContext()
-        x = self.x0.expand(batch, -1, -1, -1)
+        x = None
         kl = {}
-        norms = [l2_norm(x).detach()] if record else None
+        norms = [] if record else None
         for i, st in enumerate(self.schedule(steps)):
-            if x.shape[-1] != st.res:
-                x = haar.embed(x, levels=int(math.log2(st.res // x.shape[-1])))
+            if x is None or x.shape[-1] != st.res:
+                x = self.activate(x, st.res, batch, generator)
+                if record and i == 0:
+                    norms.append(l2_norm(x).detach())
             sde = self._sde(st.block)
             m, log_s, _ = sde.prior(st.t, x)
             if noise is not None:
@@ -237,6 +296,7 @@ class HVAE(nn.Module):
             else:
                 xi = torch.randn(m.shape, generator=generator, dtype=m.dtype, device=m.device)
             rh = math.sqrt(st.h)
+            step_kl = None
             if acts is None:
                 eps = xi if temperature == 1.0 else temperature * xi
             else:
@@ -250,9 +310,30 @@ class HVAE(nn.Module):
             x = solver.step(sde, st.t, st.h, x, eps * rh if rh != 1.0 else eps, ctx)
             if record:
                 norms.append(l2_norm(x).detach())
+            if self.step_callback is not None:
+                self.step_callback(i, st, x, step_kl)
         if x.shape[-1] != self.config.image_size:
             x = haar.embed(x, levels=int(math.log2(self.config.image_size // x.shape[-1])))
+        self.last_extra_nfe = ctx.extra_nfe  # evaluations a scheme made beyond its declared counts
         return x, kl, (torch.stack(norms) if record else None)
+
+    def activate(self, x, res, batch, generator=None):
+        """The state at the activation time of resolution ``res`` (``x``: the coarser state, or ``None``).
+
+        ``start="bias_xs"``: ``bias_xs[res] + embed(x)`` (VDVAE's ``bias_xs`` and
+        ``mixin``); ``"x0"``: ``x0`` first, then ``embed(x)``; ``"gaussian"``:
+        ``bias_xs[res] + exp(log_sd[res]) ⊙ ξ + embed(x)``, ``ξ`` standard normal.
+        """
+        up = None
+        if x is not None:
+            up = haar.embed(x, levels=int(math.log2(res // x.shape[-1])))
+        if self.config.start == "x0":
+            return self.x0.expand(batch, -1, -1, -1) if up is None else up
+        start = self.bias_xs[str(res)].expand(batch, -1, -1, -1)
+        if self.config.start == "gaussian":
+            xi = torch.randn(start.shape, generator=generator, dtype=start.dtype, device=start.device)
+            start = start + self.log_sd[str(res)].exp() * xi
+        return start if up is None else start + up
 
     def logits(self, x):
         """``(batch, channels, levels, H, W)`` categorical logits of the final state."""
@@ -261,7 +342,7 @@ class HVAE(nn.Module):
         return out.view(out.shape[0], c.channels, c.levels, *out.shape[-2:])
 
     def scale_input(self, x):
-        return x.to(self.x0.dtype) * (2.0 / (self.config.levels - 1)) - 1.0
+        return x.to(self.head.weight.dtype) * (2.0 / (self.config.levels - 1)) - 1.0
 
     # ------------------------------------------------------------------ objectives and sampling
 

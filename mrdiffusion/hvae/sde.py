@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 import solvers
 
-__all__ = ["LatentDiffusion", "LatentContext", "TopDownSDE"]
+__all__ = ["LatentDiffusion", "LatentContext", "TopDownSDE", "DecayTopDownSDE"]
 
 
 class LatentDiffusion:
@@ -123,3 +123,33 @@ class TopDownSDE(solvers.SDE):
     def diffusion(self, t, x):
         _, log_s, _ = self.prior(t, x)
         return LatentDiffusion(self.block.z_proj.weight, log_s.exp())
+
+
+class DecayTopDownSDE(TopDownSDE):
+    r"""A top-down SDE with a learned per-channel linear part, for exponential schemes.
+
+    .. math:: dZ = \bigl(-\kappa \odot Z + N(Z, t)\bigr)\,dt + W\,\mathrm{diag}(s)\,dB_t,
+
+    ``N`` the drift of :class:`TopDownSDE` and ``κ > 0`` one rate per state
+    channel (``kappa`` of shape ``(1, width, 1, 1)``). ``linear(t) = −κ`` and
+    ``nonlinear(t, x) = N`` are what :class:`solvers.ExponentialEuler` needs:
+    it takes ``e^{−κh}`` exactly and stays stable for any ``κh``, where a
+    forward-Euler step multiplies by ``1 − κh``. For split schemes the decay
+    belongs to the first part: ``drift_part1 = −κ x + μ₁ + W m + b``.
+    """
+
+    def __init__(self, block, embed=None, horizon=1.0, kappa=None):
+        super().__init__(block, embed, horizon)
+        self.kappa = kappa
+
+    def linear(self, t):
+        return -self.kappa
+
+    def nonlinear(self, t, x):
+        return TopDownSDE.drift_part1(self, t, x) + self.drift_part2(t, x)
+
+    def drift_part1(self, t, x):
+        return TopDownSDE.drift_part1(self, t, x) - self.kappa * x
+
+    def drift(self, t, x):
+        return self.nonlinear(t, x) - self.kappa * x

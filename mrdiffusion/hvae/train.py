@@ -202,9 +202,12 @@ def _stats_line(stats):
 
 
 def train(model_config: HVAEConfig, cfg: TrainConfig, data: Dataset, out_dir, *, resume=False, device="cpu",
-          progress=True, solver=None, save_rank_weights=False):
+          progress=True, solver=None, save_rank_weights=False, on_backward=None):
     """Train (or resume) and return a summary dict; ``out_dir`` gets ``checkpoint.pt``, ``log.jsonl``,
-    ``summary.json``. All input checks raise ``ValueError`` before the first step."""
+    ``summary.json``. All input checks raise ``ValueError`` before the first step.
+
+    ``on_backward(step, model)`` (telemetry hook) is called after every backward pass, before
+    clipping and the skip decision: the raw gradients are in ``model``'s parameters."""
     rank, world, device = _setup_distributed(device)
     _validate(model_config, cfg, data, world, device)
     ckpt_path = os.path.join(out_dir, "checkpoint.pt")
@@ -288,6 +291,8 @@ def train(model_config: HVAEConfig, cfg: TrainConfig, data: Dataset, out_dir, *,
             loss_value = float(loss.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if on_backward is not None:
+                on_backward(step, model)
             gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
             finite = math.isfinite(gnorm)
             if not finite or (cfg.skip_threshold > 0 and gnorm > cfg.skip_threshold):
