@@ -1,7 +1,7 @@
 """``mrdiffusion bench --hvae CHECKPOINT``: a trained HVAE as a bench problem.
 
 The top-down pass of a trained :class:`~mrdiffusion.hvae.HVAE` is a learned
-multi-resolution SDE flowing from point masses (DESIGN.md §3). This study runs
+multi-resolution SDE flowing from point masses (docs/design.md §3). This study runs
 every scheme of :data:`solvers.SCHEMES` that the model's top-down SDE supports
 (:meth:`HVAE.check_solver`) with 0.5×, 1×, 2× and 4× the trained number of
 steps per resolution, and records for each cell

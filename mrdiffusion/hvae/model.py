@@ -1,6 +1,6 @@
 r"""A multi-resolution U-Net HVAE whose top-down pass is a solver applied to a learned SDE.
 
-Generative model (DESIGN.md §2–3). As in VDVAE, the state starts from a
+Generative model (docs/design.md §2–3). As in VDVAE, the state starts from a
 learned constant ``bias_xs[1]`` at 1×1 — the point mass — and runs through the
 steps of :meth:`HVAE.schedule`: at resolution ``res`` each step is
 ``solver.step(sde, t, h, x, dB, ctx)`` with the :class:`~.sde.TopDownSDE` of

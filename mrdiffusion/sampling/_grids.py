@@ -102,7 +102,7 @@ class ActivationRefined(Grid):
 
     A band activated at ``t_k`` starts from a point mass, where drifts of the form
     ``-Z/(t - t_k + ε)`` are stiff and an explicit scheme is stable only for steps
-    ``h ≲ (t - t_k + ε)`` (DESIGN §2). Each segment between activation times
+    ``h ≲ (t - t_k + ε)`` (docs/design.md §2.3). Each segment between activation times
     (``activation_times`` inside the span) gets steps in proportion to its length
     (at least one), placed at ``τ_j = δ[(1 + L/δ)^{j/m} - 1]`` from its start:
     steps proportional to ``τ + δ``. ``scale`` is ``δ`` (default: ``L/100``).

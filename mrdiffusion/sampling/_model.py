@@ -1,6 +1,6 @@
 """Model conventions and the exact conversions between them (per coordinate ``α``, ``σ``).
 
-With ``x_t = α x_0 + σ ε`` (DESIGN §6):
+With ``x_t = α x_0 + σ ε`` (docs/sampling.md):
 
 - data prediction ``D(x, t) ≈ E[x_0 | x_t]`` (k-diffusion / EDM denoisers),
 - noise prediction ``ε̂ = (x - α D)/σ``,
