@@ -170,7 +170,14 @@ class BrownianPath(BrownianSource):
         seed: any int; the path is a deterministic function of it.
         dtype, device: of the returned tensors (computation is float64 on ``device``).
         levy_area: also track ``∫ W dt`` so that ``space_time`` is available.
-        depth: dyadic depth that times are rounded to (40 for float64, else 26).
+        dt: a step hint, like torchsde's ``BrownianInterval(dt=...)``.  When given, the
+            dyadic tree spans ``[t0, t0 + 2^m dt]``, ``m = ceil(log2((t1 - t0) / dt))``
+            (queries stay restricted to ``[t0, t1]``), so every ``t0 + k dt`` is the node
+            ``k`` of level ``m`` and a sweep of that grid costs ~2 fresh nodes per query.
+            The hint is part of the path's identity, like the seed: the path is a function
+            of ``(seed, tree span, t, sample id, element)``.
+        depth: dyadic depth that times are rounded to (40 for float64, else 26; with ``dt``,
+            at least ``m + 8``).
         cache_size: LRU capacity in nodes (≥ ``depth`` keeps sweeps at O(1) per query).
         sample_ids: ids of the batch rows (default ``arange(batch)``); row ``i`` of any
             path with the same seed and id is the same Brownian path.
@@ -178,7 +185,7 @@ class BrownianPath(BrownianSource):
 
     def __init__(self, shape: Sequence[int], t0: float, t1: float, *, seed: int = 0,
                  dtype: torch.dtype = torch.float32, device=None, levy_area: bool = False,
-                 depth: Optional[int] = None, cache_size: int = 128,
+                 dt: Optional[float] = None, depth: Optional[int] = None, cache_size: int = 128,
                  sample_ids: Optional[Sequence[int]] = None):
         self.shape = torch.Size(shape)
         self.t0, self.t1 = float(t0), float(t1)
@@ -193,9 +200,29 @@ class BrownianPath(BrownianSource):
         self.seed, self.dtype, self.levy_area = int(seed), dtype, bool(levy_area)
         self.has_levy_area = self.levy_area  # the flag `as_brownian` objects share
         self.device = torch.device("cpu") if device is None else torch.device(device)
-        self.depth = int(depth) if depth is not None else (40 if dtype == torch.float64 else 26)
+        span = self.t1 - self.t0
+        self.dt, self._level = None, None  # the hint, and the level whose nodes are its grid
+        if dt is not None:
+            try:
+                self.dt = float(dt)
+            except (TypeError, ValueError):
+                raise ValueError(f"dt: expected a positive finite step (a float), got {dt!r}.") from None
+            if not (math.isfinite(self.dt) and self.dt > 0):
+                raise ValueError(f"dt: expected a positive finite step (a float), got {dt!r}.")
+            ratio = span / self.dt
+            self._level = max(0, math.ceil(math.log2(ratio) - 1e-12)) if ratio > 1 else 0
+            if self._level > 52:
+                raise ValueError(f"dt: the step {self.dt!r} is too small for [t0, t1] = [{self.t0!r}, {self.t1!r}] "
+                                 f"(2^{self._level} steps; at most 2^52).")
+            span = math.ldexp(self.dt, self._level)  # exact: t0 + k dt is node k of level m
+        default = 40 if dtype == torch.float64 else 26
+        self.depth = int(depth) if depth is not None else (
+            default if self._level is None else min(60, max(default, self._level + 8)))
         if not 1 <= self.depth <= 60:
             raise ValueError(f"depth must be in [1, 60], got {self.depth}.")
+        if self._level is not None and self.depth < self._level:
+            raise ValueError(f"depth: {self.depth} is shallower than the level {self._level} of the step hint "
+                             f"dt={self.dt!r}; pass depth >= {self._level} or leave it unset.")
         self.cache_size = int(cache_size)
 
         batch = self.shape[0] if len(self.shape) else 1
@@ -215,9 +242,14 @@ class BrownianPath(BrownianSource):
         self._last = None  # end of the last query: a sweep is detected by the next query starting there
         self._numel = math.prod(self.shape)
         self._level_keys = [_mix64_int(_mix64_int(self.seed + _GAMMA) + d) for d in range(self.depth + 1)]
-        self._length = self.t1 - self.t0
+        self._tree_level = max(_TREE_LEVEL, self._level or 0)  # the hint's grid is always drawn node by node
+        self._length = span  # the tree's span: t1 - t0, or 2^m dt with the hint
         self._n = 1 << self.depth
-        self._tol = 1e-9 * max(1.0, self._length)
+        self._tol = 1e-9 * max(1.0, self.t1 - self.t0)
+        self._n1 = self._n  # grid position of t1
+        if self._level is not None:
+            self._grid_shift = self.depth - self._level  # node k of level m is position k << shift
+            self._n1 = self._index(self.t1, "t1")
         self._cache: "collections.OrderedDict[int, object]" = collections.OrderedDict()
         self._nodes_made = 0  # fresh dyadic nodes drawn (for tests / diagnostics)
         zero = torch.zeros(self.shape, dtype=torch.float64, device=self.device)
@@ -232,7 +264,8 @@ class BrownianPath(BrownianSource):
 
     def __repr__(self) -> str:
         return (f"BrownianPath(shape={tuple(self.shape)}, t0={self.t0}, t1={self.t1}, seed={self.seed}, "
-                f"dtype={self.dtype}, device={self.device}, levy_area={self.levy_area}, depth={self.depth})")
+                f"dtype={self.dtype}, device={self.device}, levy_area={self.levy_area}, "
+                + (f"dt={self.dt!r}, " if self.dt is not None else "") + f"depth={self.depth})")
 
     # -- time handling -------------------------------------------------------------------
     def _index(self, t, name: str) -> int:
@@ -240,6 +273,15 @@ class BrownianPath(BrownianSource):
         t = float(t)
         if not (self.t0 - self._tol <= t <= self.t1 + self._tol):
             raise ValueError(f"{name}={t!r} is outside the interval [t0, t1] = [{self.t0!r}, {self.t1!r}].")
+        if self._level is not None:
+            # Snap t0 + k dt (computed in floating point, e.g. a + (b - a) k / n) onto node k of level m:
+            # within a few ulps of t (relative to the times' magnitudes) of a multiple of dt.
+            x = (t - self.t0) / self.dt
+            k = round(x)
+            if abs(x - k) <= 1e-14 * ((abs(self.t0) + abs(t)) / self.dt + abs(x)):
+                return min(max(k << self._grid_shift, 0), self._n1)
+            n = round(x * (1 << self._grid_shift))
+            return min(max(n, 0), self._n1)
         n = round((t - self.t0) / self._length * self._n)
         return min(max(n, 0), self._n)
 
@@ -288,7 +330,7 @@ class BrownianPath(BrownianSource):
             level += 1
 
     def _is_deep(self, n: int) -> bool:
-        return 0 < n < self._n and self.depth - ((n & -n).bit_length() - 1) > _TREE_LEVEL
+        return 0 < n < self._n and self.depth - ((n & -n).bit_length() - 1) > self._tree_level
 
     def _deep(self, ns) -> torch.Tensor:
         """``W`` at points deeper than ``_TREE_LEVEL``, summed in one vectorised pass (Lévy–Ciesielski).
