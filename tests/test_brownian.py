@@ -333,7 +333,7 @@ def test_hint_grid_times_are_nodes_of_level_m(t0, t1):
     grid = _grid(t0, t1, 1000)
     for s, t in zip(grid, grid[1:]):
         p.increment(s, t)
-    assert p._nodes_made - made <= 1000 + 10  # one fresh node per step (and the path down to the first)
+    assert p._nodes_made - made <= 1023  # one fresh node per step: at most the level-10 tree's interior nodes
 
 
 def test_hint_snaps_rounded_grid_times_exactly():
@@ -347,14 +347,18 @@ def test_hint_snaps_rounded_grid_times_exactly():
 
 def test_hint_is_the_path_of_its_tree_span():
     """With the hint, W on [t0, t1] is the unhinted path on the tree's span [t0, t0 + 2^m dt]: same seed, same bits."""
-    grid = _grid(0.0, 1.0, 1000)[1:] + [0.4373, 1 / 3]
-    hinted = _w(BrownianPath((4, 2), 0.0, 1.0, seed=9, dt=1e-3, dtype=torch.float64), grid)
-    assert torch.equal(hinted, _w(BrownianPath((4, 2), 0.0, 1.024, seed=9, dtype=torch.float64), grid))
-    assert torch.equal(hinted, _w(BrownianPath((4, 2), 0.0, 1.0, seed=9, dt=5e-4, dtype=torch.float64), grid))
+    grid, off = _grid(0.0, 1.0, 1000)[1:], [0.4373, 1 / 3]
+    hinted = BrownianPath((4, 2), 0.0, 1.0, seed=9, dt=1e-3, dtype=torch.float64)
+    for other in (BrownianPath((4, 2), 0.0, 1.024, seed=9, dtype=torch.float64),
+                  BrownianPath((4, 2), 0.0, 1.0, seed=9, dt=5e-4, dtype=torch.float64)):
+        assert torch.equal(_w(hinted, grid), _w(other, grid))  # tree nodes: the same bits
+        # off the grid: summed from another bracket level (8, 10 or 11), the same path to round-off
+        assert torch.allclose(_w(hinted, off), _w(other, off), atol=1e-14, rtol=0)
+    hinted = _w(hinted, grid + off)
     dyadic = [k / 1024 for k in range(1, 1025, 7)]
     assert torch.equal(_w(BrownianPath((3,), 0, 1, seed=2, dt=2.0**-10), dyadic),
                        _w(BrownianPath((3,), 0, 1, seed=2), dyadic))  # span 1: the unhinted path
-    assert not torch.allclose(hinted, _w(BrownianPath((4, 2), 0.0, 1.0, seed=9, dtype=torch.float64), grid))
+    assert not torch.allclose(hinted, _w(BrownianPath((4, 2), 0.0, 1.0, seed=9, dtype=torch.float64), grid + off))
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-13), (torch.float32, 3e-6)])
@@ -422,7 +426,7 @@ def test_hint_in_sdeint_snaps_the_driver_grid():
     spanned = BrownianPath((3, 2), 0.0, 1.024, seed=1, dtype=torch.float64)
     a = solvers.sdeint(sde, x0, [0.0, 0.5, 1.0], em, dt=1e-3, brownian=hinted)
     assert torch.equal(a, solvers.sdeint(sde, x0, [0.0, 0.5, 1.0], em, dt=1e-3, brownian=spanned))
-    assert hinted._nodes_made <= 1000 + 12
+    assert hinted._nodes_made <= 1023
 
 
 @pytest.mark.parametrize("dt", [0.0, -1e-3, float("nan"), float("inf"), "fine", 1e-300])
@@ -437,3 +441,17 @@ def test_hint_depth_must_reach_its_level():
     p = BrownianPath((2,), 0.0, 1.0, dt=1e-7)  # level 24: the default depth grows to level + 8
     assert p._level == 24 and p.depth == 32
     assert p._index(0.5, "t") == 5_000_000 << 8
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3,), (5, 3)])
+def test_hint_blocks_are_the_one_by_one_descent_bitwise(shape):
+    """Grid nodes drawn in blocks (one pass per level) carry the bits of single descents (no blocks)."""
+    grid = _grid(0.0, 1.0, 1000)
+    block = BrownianPath(shape, 0.0, 1.0, seed=4, dt=1e-3, dtype=torch.float64)
+    assert block._block_levels == 5
+    single = BrownianPath(shape, 0.0, 1.0, seed=4, dt=1e-3, dtype=torch.float64, cache_size=0)
+    assert single._block_levels == 0
+    times = grid[1::7] + grid[-5:]
+    assert torch.equal(_w(block, times), _w(single, times))
+    one = BrownianPath((1, *shape[1:]), 0.0, 1.0, seed=4, dt=1e-3, dtype=torch.float64, sample_ids=[shape[0] - 1])
+    assert torch.equal(_w(one, times), _w(block, times)[:, -1:])

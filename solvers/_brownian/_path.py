@@ -72,6 +72,7 @@ def _signed(x: int) -> int:
 _TREE_LEVEL = 20
 _BRACKET_LEVEL = 8
 _PREFETCH = 32  # most points drawn in one pass on a sweep
+_BLOCK_LEVELS = 5  # with a step hint, grid nodes are drawn in blocks of up to 2^5 steps
 
 _GAMMA = 0x9E3779B97F4A7C15  # splitmix64 increment (golden ratio)
 _MIX = ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, None))
@@ -243,6 +244,12 @@ class BrownianPath(BrownianSource):
         self._numel = math.prod(self.shape)
         self._level_keys = [_mix64_int(_mix64_int(self.seed + _GAMMA) + d) for d in range(self.depth + 1)]
         self._tree_level = max(_TREE_LEVEL, self._level or 0)  # the hint's grid is always drawn node by node
+        self._bracket_level = max(_BRACKET_LEVEL, self._level or 0)  # points off the hint's grid: from its nodes
+        # With the hint, the level-m grid is drawn in aligned blocks of 2^r steps, one pass per level (r passes
+        # instead of 2^r - 1); node values are bitwise those of the one-by-one descent.
+        numel = max(1, math.prod(self.shape))
+        room = min(self.cache_size // 4, (1 << 18) // numel, 1 << _BLOCK_LEVELS)
+        self._block_levels = 0 if self._level is None or room < 2 else min(self._level, room.bit_length() - 1)
         self._length = span  # the tree's span: t1 - t0, or 2^m dt with the hint
         self._n = 1 << self.depth
         self._tol = 1e-9 * max(1.0, self.t1 - self.t0)
@@ -303,6 +310,9 @@ class BrownianPath(BrownianSource):
         if value is not None:
             cache.move_to_end(n)
             return value
+        if self._block_levels and not self.levy_area and self._in_block(n):
+            self._block(n)
+            return cache[n]
         if not self.levy_area and self._is_deep(n):
             value = self._deep([n])[0]
             cache[n] = value
@@ -329,6 +339,41 @@ class BrownianPath(BrownianSource):
                 a, va = m, value
             level += 1
 
+    def _in_block(self, n: int) -> bool:
+        """Whether ``n`` is a node of the hint's grid inside (not at the ends of) its aligned block."""
+        shift = self._grid_shift
+        return not n & ((1 << shift) - 1) and (n >> shift) & ((1 << self._block_levels) - 1) != 0
+
+    def _block(self, n: int) -> None:
+        """Draw the aligned block of ``2^r`` hint steps around grid node ``n``, one vectorised pass per level.
+
+        The block's ends are coarser nodes (descended as usual); level ``m - r + l`` holds
+        ``2^(l-1)`` nodes, each drawn from the bridge between its neighbours exactly as
+        :meth:`_bridge` draws it (same key, same element-wise operations), so the values do
+        not depend on whether a node came from a block or from a single descent.
+        """
+        r, shift, cache = self._block_levels, self._grid_shift, self._cache
+        a = ((n >> shift) >> r << r) << shift
+        values = {a: self._node(a), a + (1 << (shift + r)): self._node(a + (1 << (shift + r)))}
+        view = (-1,) + (1,) * len(self.shape)
+        for l in range(1, r + 1):
+            d = self._level - r + l
+            step = 1 << (shift + r - l)  # half the parent interval, in positions
+            ps = [a + (2 * i + 1) * step for i in range(1 << (l - 1))]
+            prefix, drop = self._level_keys[d], self.depth - d
+            keys = torch.tensor([_signed(_mix64_int(prefix + (p >> drop))) for p in ps], dtype=torch.int64,
+                                device=self.device).view(view)
+            left = torch.stack([values[p - step] for p in ps])
+            right = torch.stack([values[p + step] for p in ps])
+            z = _normal(keys, self._base)
+            z.mul_(math.sqrt(self._length * 2.0 ** (1 - d) / 4)).add_(left, alpha=0.5).add_(right, alpha=0.5)
+            for p, value in zip(ps, z.unbind(0)):
+                values[p] = value
+                cache[p] = value
+            self._nodes_made += len(ps)
+        while len(cache) > self.cache_size:
+            cache.popitem(last=False)
+
     def _is_deep(self, n: int) -> bool:
         return 0 < n < self._n and self.depth - ((n & -n).bit_length() - 1) > self._tree_level
 
@@ -347,7 +392,7 @@ class BrownianPath(BrownianSource):
         so it does not depend on the batch, the cache, the query order or which
         other points share the pass. Returns ``(len(ns), *shape)`` float64.
         """
-        shift = self.depth - min(_BRACKET_LEVEL, self.depth)
+        shift = self.depth - min(self._bracket_level, self.depth)
         prefix, depth = self._level_keys, self.depth
         keys, coefs, left, right, fracs = [], [], [], [], []
         for n in ns:
