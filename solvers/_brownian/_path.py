@@ -35,9 +35,15 @@ dyadic times like ``k 2^-10`` are hit exactly.  Values are computed and stored i
 float64 and cast to ``dtype`` on return.  Cost: a fresh node is one hash, one
 Box–Muller transform and a few axpys, 1.5-3x a float64 ``torch.randn`` of the same
 shape (small shapes: ~0.1 ms of op overhead).  A query costs at most ``depth`` fresh
-nodes; on a dyadic grid swept left to right, amortised one.  Prefer grids whose steps
-are dyadic fractions of ``t1 - t0`` (e.g. ``t1 = t0 + 2^m h``); a grid like ``k/1000``
-costs ~``depth - log2(1/h)`` fresh nodes per query.  An
+nodes; on a dyadic grid swept left to right, amortised one.  A grid like ``k/1000``
+is not dyadic in ``[t0, t1]``: without a hint each query costs ~``depth - log2(1/h)``
+fresh levels.  The step hint ``dt`` (torchsde's ``BrownianInterval(dt=...)``) makes the
+tree span ``[t0, t0 + 2^m dt]``, ``m = ceil(log2((t1 - t0) / dt))``: every ``t0 + k dt``
+(snapped exactly, whatever its floating-point round-off) is node ``k`` of level ``m``,
+drawn in aligned blocks of up to ``2^5`` steps with one vectorised pass per level
+(bitwise the values of a one-by-one descent), so a sweep costs one fresh node per
+step in ~0.2 passes.  The hint is part of the path's identity: the path is the
+unhinted path of ``[t0, t0 + 2^m dt]`` restricted to ``[t0, t1]``.  An
 LRU cache of ``cache_size`` nodes bounds memory by the queries made, never by a
 resolution.  Round-off: ``U`` is a difference of O(1) stored values, so its absolute
 error is ~1e-16 (relative ~1e-16 / h^1.5).
@@ -53,18 +59,10 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ._counter import _GAMMA, _counter_base, _hash, _mix64_int, _node_key, _normal, _signed  # noqa: F401
 from ._source import BrownianSource, space_time_area
 
 __all__ = ["BrownianPath"]
-
-_MASK64 = (1 << 64) - 1
-
-
-def _signed(x: int) -> int:
-    """A 64-bit unsigned integer as the int64 with the same bits."""
-    x &= _MASK64
-    return x - (1 << 64) if x >= 1 << 63 else x
-
 
 # Dyadic points of depth <= _TREE_LEVEL are tree nodes, drawn one by one from their cached neighbours
 # (a sweep of a dyadic grid costs one fresh node per query). Deeper points (the rounded images of
@@ -73,63 +71,6 @@ _TREE_LEVEL = 20
 _BRACKET_LEVEL = 8
 _PREFETCH = 32  # most points drawn in one pass on a sweep
 _BLOCK_LEVELS = 5  # with a step hint, grid nodes are drawn in blocks of up to 2^5 steps
-
-_GAMMA = 0x9E3779B97F4A7C15  # splitmix64 increment (golden ratio)
-_MIX = ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, None))
-_MIX_SIGNED = tuple((s, None if m is None else _signed(m)) for s, m in _MIX)
-
-
-def _mix64_int(x: int) -> int:
-    """splitmix64 finaliser on Python ints (reference for the tensor version, node keys)."""
-    x &= _MASK64
-    for shift, mult in _MIX:
-        x ^= x >> shift
-        if mult is not None:
-            x = (x * mult) & _MASK64
-    return x
-
-
-def _node_key(seed: int, d: int, k: int) -> int:
-    """The int64 key of dyadic node (d, k) of the path with this seed."""
-    return _signed(_mix64_int(_mix64_int(_mix64_int(seed + _GAMMA) + d) + k))
-
-
-def _counter_base(counters: torch.Tensor) -> torch.Tensor:
-    """``counters * GAMMA`` (mod 2^64): precomputed once per path."""
-    return counters.to(torch.int64) * _signed(_GAMMA)
-
-
-def _hash(key: int, base: torch.Tensor) -> torch.Tensor:
-    """splitmix64 output ``mix(key + counter * GAMMA)`` for every counter, as int64 bits.
-
-    torch's ``>>`` on int64 is arithmetic, so the logical shift is emulated with a
-    mask; int64 multiplication wraps modulo 2^64 (two's complement) in practice.
-    """
-    z = base + key
-    tmp = torch.empty_like(z)
-    for shift, mult in _MIX_SIGNED:
-        torch.bitwise_right_shift(z, shift, out=tmp)
-        tmp &= (1 << (64 - shift)) - 1
-        z ^= tmp
-        if mult is not None:
-            z *= mult
-    return z
-
-
-def _normal(key: int, base: torch.Tensor, pair: bool = False):
-    """Standard normals (float64), a deterministic function of ``(key, counter)``.
-
-    One 64-bit hash per element gives two 32-bit uniforms, ``u1 ∈ (0, 1]`` (no
-    ``log 0``) and ``u2 ∈ [0, 1)``; Box–Muller gives ``r cos θ`` and, with ``pair``,
-    the independent ``r sin θ``.  32-bit radii cap ``|z|`` at 6.66 (tail mass 3e-11).
-    """
-    z = _hash(key, base)
-    u1 = ((z >> 32) & 0xFFFFFFFF).to(torch.float64).add_(1.0).mul_(2.0**-32)
-    theta = (z & 0xFFFFFFFF).to(torch.float64).mul_(2.0 * math.pi * 2.0**-32)
-    r = u1.log_().mul_(-2.0).sqrt_()
-    if pair:
-        return r * torch.cos(theta), r.mul_(theta.sin_())
-    return r.mul_(theta.cos_())
 
 
 @functools.lru_cache(maxsize=None)
