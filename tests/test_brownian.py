@@ -455,3 +455,13 @@ def test_hint_blocks_are_the_one_by_one_descent_bitwise(shape):
     assert torch.equal(_w(block, times), _w(single, times))
     one = BrownianPath((1, *shape[1:]), 0.0, 1.0, seed=4, dt=1e-3, dtype=torch.float64, sample_ids=[shape[0] - 1])
     assert torch.equal(_w(one, times), _w(block, times)[:, -1:])
+
+
+def test_engine_doc_hint_example_runs():
+    import os
+    import re
+
+    text = open(os.path.join(os.path.dirname(__file__), os.pardir, "docs", "engine.md")).read()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "dt=1e-3, dtype" in b]
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "docs/engine.md", "exec"), {})
