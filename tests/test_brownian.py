@@ -465,3 +465,23 @@ def test_engine_doc_hint_example_runs():
     blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "dt=1e-3, dtype" in b]
     assert len(blocks) == 1
     exec(compile(blocks[0], "docs/engine.md", "exec"), {})
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3,), (5, 3)])
+def test_dyadic_sweep_blocks_are_the_one_by_one_descent_bitwise(shape, monkeypatch):
+    """Without a hint, a sweep of a dyadic grid is drawn in blocks too: the bits of single descents."""
+    grid = [k / 1024 for k in range(1025)]
+    sweep = BrownianPath(shape, 0.0, 1.0, seed=6, dtype=torch.float64)
+    inc = torch.stack([sweep.increment(s, t) for s, t in zip(grid, grid[1:])])
+    assert sweep._nodes_made == 1023
+    single = BrownianPath(shape, 0.0, 1.0, seed=6, dtype=torch.float64, cache_size=0)
+    assert single._block_room == 0
+    w = _w(single, grid[1:])
+    assert torch.equal(_w(sweep, grid[1:]), w)
+    assert torch.equal(inc[0], w[0]) and torch.equal(inc[1:], w[1:] - w[:-1])
+    called = []
+    monkeypatch.setattr(BrownianPath, "_block", lambda self, *a: called.append(a))
+    again = BrownianPath(shape, 0.0, 1.0, seed=6, dtype=torch.float64)
+    for s, t in zip(grid[:40], grid[1:40]):
+        again.increment(s, t)
+    assert called and called[0][1:] == (10, 5)  # blocks of 2^5 steps of level 10

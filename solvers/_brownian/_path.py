@@ -186,11 +186,11 @@ class BrownianPath(BrownianSource):
         self._level_keys = [_mix64_int(_mix64_int(self.seed + _GAMMA) + d) for d in range(self.depth + 1)]
         self._tree_level = max(_TREE_LEVEL, self._level or 0)  # the hint's grid is always drawn node by node
         self._bracket_level = max(_BRACKET_LEVEL, self._level or 0)  # points off the hint's grid: from its nodes
-        # With the hint, the level-m grid is drawn in aligned blocks of 2^r steps, one pass per level (r passes
-        # instead of 2^r - 1); node values are bitwise those of the one-by-one descent.
-        numel = max(1, math.prod(self.shape))
-        room = min(self.cache_size // 4, (1 << 18) // numel, 1 << _BLOCK_LEVELS)
-        self._block_levels = 0 if self._level is None or room < 2 else min(self._level, room.bit_length() - 1)
+        # The hint's level-m grid (and, on a sweep, any dyadic grid) is drawn in aligned blocks of 2^r steps,
+        # one pass per level (r passes instead of 2^r - 1); the values are bitwise those of one-by-one descents.
+        room = min(self.cache_size // 4, (1 << 18) // max(1, math.prod(self.shape)), 1 << _BLOCK_LEVELS)
+        self._block_room = 0 if room < 2 else room.bit_length() - 1
+        self._block_levels = 0 if self._level is None else min(self._level, self._block_room)
         self._length = span  # the tree's span: t1 - t0, or 2^m dt with the hint
         self._n = 1 << self.depth
         self._tol = 1e-9 * max(1.0, self.t1 - self.t0)
@@ -251,8 +251,8 @@ class BrownianPath(BrownianSource):
         if value is not None:
             cache.move_to_end(n)
             return value
-        if self._block_levels and not self.levy_area and self._in_block(n):
-            self._block(n)
+        if self._block_levels and not self.levy_area and self._in_block(n, self._level, self._block_levels):
+            self._block(n, self._level, self._block_levels)
             return cache[n]
         if not self.levy_area and self._is_deep(n):
             value = self._deep([n])[0]
@@ -280,27 +280,35 @@ class BrownianPath(BrownianSource):
                 a, va = m, value
             level += 1
 
-    def _in_block(self, n: int) -> bool:
-        """Whether ``n`` is a node of the hint's grid inside (not at the ends of) its aligned block."""
-        shift = self._grid_shift
-        return not n & ((1 << shift) - 1) and (n >> shift) & ((1 << self._block_levels) - 1) != 0
+    def _in_block(self, n: int, g: int, r: int) -> bool:
+        """Whether ``n`` is a node of the level-``g`` grid inside (not at the ends of) its aligned block."""
+        shift = self.depth - g
+        return not n & ((1 << shift) - 1) and (n >> shift) & ((1 << r) - 1) != 0
 
-    def _block(self, n: int) -> None:
-        """Draw the aligned block of ``2^r`` hint steps around grid node ``n``, one vectorised pass per level.
+    def _block(self, n: int, g: int, r: int) -> None:
+        """Draw the aligned block of ``2^r`` level-``g`` steps around node ``n``, one vectorised pass per level.
 
-        The block's ends are coarser nodes (descended as usual); level ``m - r + l`` holds
+        The block's ends are coarser nodes (descended as usual); level ``g - r + l`` holds
         ``2^(l-1)`` nodes, each drawn from the bridge between its neighbours exactly as
         :meth:`_bridge` draws it (same key, same element-wise operations), so the values do
         not depend on whether a node came from a block or from a single descent.
         """
-        r, shift, cache = self._block_levels, self._grid_shift, self._cache
+        shift, cache = self.depth - g, self._cache
         a = ((n >> shift) >> r << r) << shift
         values = {a: self._node(a), a + (1 << (shift + r)): self._node(a + (1 << (shift + r)))}
         view = (-1,) + (1,) * len(self.shape)
         for l in range(1, r + 1):
-            d = self._level - r + l
+            d = g - r + l
             step = 1 << (shift + r - l)  # half the parent interval, in positions
-            ps = [a + (2 * i + 1) * step for i in range(1 << (l - 1))]
+            ps = []
+            for i in range(1 << (l - 1)):
+                p = a + (2 * i + 1) * step
+                if p in cache:  # drawn before: the same bits
+                    values[p] = cache[p]
+                else:
+                    ps.append(p)
+            if not ps:
+                continue
             prefix, drop = self._level_keys[d], self.depth - d
             keys = torch.tensor([_signed(_mix64_int(prefix + (p >> drop))) for p in ps], dtype=torch.int64,
                                 device=self.device).view(view)
@@ -314,6 +322,17 @@ class BrownianPath(BrownianSource):
             self._nodes_made += len(ps)
         while len(cache) > self.cache_size:
             cache.popitem(last=False)
+
+    def _sweep_block(self, ns: int, nt: int) -> None:
+        """On a sweep of an aligned dyadic grid (no hint), draw the block of the grid around ``nt`` at once."""
+        step = nt - ns
+        if step & (step - 1) or ns % step:
+            return
+        g = self.depth - (step.bit_length() - 1)
+        if 1 <= g <= self._tree_level:
+            r = min(g, self._block_room)
+            if self._in_block(nt, g, r):
+                self._block(nt, g, r)
 
     def _is_deep(self, n: int) -> bool:
         return 0 < n < self._n and self.depth - ((n & -n).bit_length() - 1) > self._tree_level
@@ -415,6 +434,8 @@ class BrownianPath(BrownianSource):
             return torch.zeros(self.shape, dtype=self.dtype, device=self.device)
         if self.levy_area:
             return (self._node(nt)[0] - self._node(ns)[0]).to(self.dtype)
+        if self._level is None and self._block_room and self._last == float(s) and nt not in self._cache:
+            self._sweep_block(ns, nt)
         self._prefetch(float(s), float(t), nt)
         self._last = float(t)
         return (self._node(nt) - self._node(ns)).to(self.dtype)
