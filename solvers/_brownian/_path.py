@@ -42,8 +42,9 @@ tree span ``[t0, t0 + 2^m dt]``, ``m = ceil(log2((t1 - t0) / dt))``: every ``t0 
 (snapped exactly, whatever its floating-point round-off) is node ``k`` of level ``m``,
 drawn in aligned blocks of up to ``2^5`` steps with one vectorised pass per level
 (bitwise the values of a one-by-one descent), so a sweep costs one fresh node per
-step in ~0.2 passes; a sweep of an aligned dyadic grid is drawn in the same blocks.  The hint is part of the path's identity: the path is the
-unhinted path of ``[t0, t0 + 2^m dt]`` restricted to ``[t0, t1]``.  An
+step in ~0.2 passes; a sweep of an aligned dyadic grid is drawn in the same blocks.
+The hint is part of the path's identity: the path is the unhinted path of
+``[t0, t0 + 2^m dt]`` restricted to ``[t0, t1]``.  An
 LRU cache of ``cache_size`` nodes bounds memory by the queries made, never by a
 resolution.  Round-off: ``U`` is a difference of O(1) stored values, so its absolute
 error is ~1e-16 (relative ~1e-16 / h^1.5).
