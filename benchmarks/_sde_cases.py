@@ -191,7 +191,10 @@ def sde_rows(shapes, timer, use_compile):
 
 
 def brownian_rows(shapes, steps, timer):
-    """Case 2: sequential increments of a reproducible path: BrownianPath vs torchsde's BrownianInterval."""
+    """Case 2: sequential increments of a reproducible path: BrownianPath vs torchsde's BrownianInterval.
+
+    On the non-dyadic grid h = 1e-3 both get the step as a hint (``BrownianPath(dt=h)`` against
+    ``BrownianInterval(dt=h)``, like for like); the unhinted path is a row of its own."""
     import torchsde
 
     rows, device = [], timer.device
@@ -200,13 +203,14 @@ def brownian_rows(shapes, steps, timer):
         flat = (shape[0], math.prod(shape[1:]))
         for grid, h in (("dyadic h=2^-10", 2.0**-10), ("h=1e-3", 1e-3)):
             size = f"{shape}, {steps} steps, {grid}"
+            hinted = h == 1e-3
 
-            def make(n, h=h, shape=shape, flat=flat):
+            def make(n, h=h, shape=shape, flat=flat, hinted=hinted):
                 times = [k * h for k in range(n + 1)]
                 pairs = list(zip(times, times[1:]))
 
-                def ours():
-                    path = solvers.BrownianPath(shape, 0.0, 1.0, seed=0, dtype=torch.float32, device=device)
+                def ours(dt=None):
+                    path = solvers.BrownianPath(shape, 0.0, 1.0, seed=0, dtype=torch.float32, device=device, dt=dt)
                     for s, t in pairs:
                         path.increment(s, t)
 
@@ -216,22 +220,29 @@ def brownian_rows(shapes, steps, timer):
                     for s, t in pairs:
                         bm(s, t)
 
-                return {"solvers BrownianPath": ours,
-                        "torchsde BrownianInterval (default)": lambda: interval(None),
-                        "torchsde BrownianInterval(dt)": lambda: interval(h)}
+                fns = {"solvers BrownianPath(dt=h)": lambda: ours(h)} if hinted else {}
+                fns.update({"solvers BrownianPath" + (" (no hint)" if hinted else ""): ours,
+                            "torchsde BrownianInterval (default)": lambda: interval(None),
+                            "torchsde BrownianInterval(dt)": lambda: interval(h)})
+                return fns
 
             one = ("≥ 1×", 1.0)
-            rows += _timed_rows("Brownian path queries", size, make, steps, "solvers BrownianPath", timer,
+            reference = "solvers BrownianPath(dt=h)" if hinted else "solvers BrownianPath"
+            rows += _timed_rows("Brownian path queries", size, make, steps, reference, timer,
                                 targets={"torchsde BrownianInterval (default)": one,
-                                                  "torchsde BrownianInterval(dt)": one},
-                                notes={"solvers BrownianPath": "counter-based, float64 inside"})
+                                         "torchsde BrownianInterval(dt)": one},
+                                notes={reference: "counter-based, float64 inside" + (
+                                           "; tree spans [0, 2^m h]" if hinted else ""),
+                                       "solvers BrownianPath (no hint)": "tree spans [t0, t1]: ~18 fresh levels "
+                                                                         "per non-dyadic query"})
         rows += path_em_rows(shape, steps, timer)
     return rows
 
 
 def path_em_rows(shape, steps, timer):
     """Euler–Maruyama through ``solvers.sdeint`` on a reproducible path, h = 1e-3 (a non-dyadic grid):
-    our BrownianPath against torchsde's BrownianInterval(dt) in the same driver, and torchsde itself."""
+    our BrownianPath(dt=h) against torchsde's BrownianInterval(dt=h) in the same driver, torchsde itself,
+    and our path without the hint."""
     import torchsde
 
     device, diag, em = timer.device, Diagonal(), solvers.EulerMaruyama()
@@ -241,15 +252,16 @@ def path_em_rows(shape, steps, timer):
     def make(n):
         t1 = n * H
 
-        def ours():
-            path = solvers.BrownianPath(shape, 0.0, t1, seed=0, dtype=torch.float32, device=device)
+        def ours(dt=None):
+            path = solvers.BrownianPath(shape, 0.0, t1, seed=0, dtype=torch.float32, device=device, dt=dt)
             return solvers.sdeint(diag, x0, [0.0, t1], em, dt=H, brownian=path)
 
         def interval():
             bm = torchsde.BrownianInterval(t0=0.0, t1=t1, size=shape, dtype=torch.float32, device=device, dt=H)
             return solvers.sdeint(diag, x0, [0.0, t1], em, dt=H, brownian=bm)
 
-        return {"sdeint EM + solvers BrownianPath": ours,
+        return {"sdeint EM + solvers BrownianPath(dt=h)": lambda: ours(H),
+                "sdeint EM + solvers BrownianPath (no hint)": ours,
                 "sdeint EM + torchsde BrownianInterval(dt)": interval,
                 "torchsde euler + BrownianInterval(dt)": lambda: _torchsde_solve(TorchsdeDiagonal(),
                                                                                  x0.reshape(flat), n, "euler", H,
@@ -257,8 +269,10 @@ def path_em_rows(shape, steps, timer):
 
     one = ("≥ 1×", 1.0)
     return _timed_rows("SDE Euler–Maruyama on a path, h=1e-3", f"{shape}, {steps} steps", make, steps,
-                       "sdeint EM + solvers BrownianPath", timer,
+                       "sdeint EM + solvers BrownianPath(dt=h)", timer,
                        targets={"sdeint EM + torchsde BrownianInterval(dt)": one,
                                 "torchsde euler + BrownianInterval(dt)": one},
-                       notes={"sdeint EM + solvers BrownianPath": "W(t) a function of (seed, t, sample, element)",
+                       notes={"sdeint EM + solvers BrownianPath(dt=h)": "W(t) a function of (seed, dt, t, sample, "
+                                                                        "element)",
+                              "sdeint EM + solvers BrownianPath (no hint)": "tree spans [t0, t1]",
                               "sdeint EM + torchsde BrownianInterval(dt)": "same driver, torchsde's path"})

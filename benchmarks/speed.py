@@ -9,7 +9,8 @@ table next to it (``.md``, also printed) and a bar plot of the ratios (``.png``)
 
 Cases: (1) fixed-grid SDE sampling — Euler–Maruyama against a hand-written
 loop and torchsde, Heun and SRA1 against torchsde; (2) reproducible Brownian
-path queries, and Euler–Maruyama on such a path at h = 1e-3; (3) ODEs against
+path queries, and Euler–Maruyama on such a path at h = 1e-3 (``BrownianPath(dt=h)``
+against ``BrownianInterval(dt=h)``, and the unhinted path); (3) ODEs against
 torchdiffeq; (4) Haar transforms against PyWavelets and ptwt; (5)
 multi-resolution against single-resolution sampling; (6) peak memory of a
 saved trajectory, and of one gradient through 10^4 steps with and without

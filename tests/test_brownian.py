@@ -314,3 +314,174 @@ def test_recorded_noise_replays_as_a_tabulated_path():
     assert torch.allclose(dW, w1 + w2, atol=1e-15) and torch.allclose(U, u1 + u2 + 0.0625 * w1, atol=1e-15)
     with pytest.raises(ValueError, match="s=0.01 is not a time of this tabulated path"):
         table.increment(0.01, 0.5)
+
+
+# -- the step hint dt: the tree spans [t0, t0 + 2^m dt] --------------------------------------
+
+def _grid(a, b, n):
+    return [a + (b - a) * k / n for k in range(n + 1)]  # the driver's grid (solvers._checks.grid)
+
+
+@pytest.mark.parametrize("t0,t1", [(0.0, 1.0), (1000.0, 1001.0), (-0.3, 0.7)])
+def test_hint_grid_times_are_nodes_of_level_m(t0, t1):
+    p = BrownianPath((5,), t0, t1, seed=3, dt=1e-3, dtype=torch.float64)
+    assert p._level == 10 and p._length == 1024e-3 and "dt=0.001" in repr(p)
+    for k, t in enumerate(_grid(t0, t1, 1000)):
+        assert p._index(t, "t") == k << (p.depth - 10)
+        assert p._index(t0 + k * 1e-3, "t") == k << (p.depth - 10)
+    made = p._nodes_made
+    grid = _grid(t0, t1, 1000)
+    for s, t in zip(grid, grid[1:]):
+        p.increment(s, t)
+    assert p._nodes_made - made <= 1023  # one fresh node per step: at most the level-10 tree's interior nodes
+
+
+def test_hint_snaps_rounded_grid_times_exactly():
+    """Far from 0 the float error of t0 + k dt exceeds a depth-60 cell: rounding alone would miss node k."""
+    p = BrownianPath((2,), 1e6, 1e6 + 1, dt=1e-3, dtype=torch.float64, depth=60)
+    for k, t in enumerate(_grid(1e6, 1e6 + 1, 1000)):
+        assert p._index(t, "t") == k << 50
+    n = p._index(1e6 + 0.0004373, "t")  # off the grid: rounded (to the float's error), not snapped
+    assert n % (1 << 50) and abs(n / 2**50 - 0.4373) < 1e-6
+
+
+def test_hint_is_the_path_of_its_tree_span():
+    """With the hint, W on [t0, t1] is the unhinted path on the tree's span [t0, t0 + 2^m dt]: same seed, same bits."""
+    grid, off = _grid(0.0, 1.0, 1000)[1:], [0.4373, 1 / 3]
+    hinted = BrownianPath((4, 2), 0.0, 1.0, seed=9, dt=1e-3, dtype=torch.float64)
+    for other in (BrownianPath((4, 2), 0.0, 1.024, seed=9, dtype=torch.float64),
+                  BrownianPath((4, 2), 0.0, 1.0, seed=9, dt=5e-4, dtype=torch.float64)):
+        assert torch.equal(_w(hinted, grid), _w(other, grid))  # tree nodes: the same bits
+        # off the grid: summed from another bracket level (8, 10 or 11), the same path to round-off
+        assert torch.allclose(_w(hinted, off), _w(other, off), atol=1e-14, rtol=0)
+    hinted = _w(hinted, grid + off)
+    dyadic = [k / 1024 for k in range(1, 1025, 7)]
+    assert torch.equal(_w(BrownianPath((3,), 0, 1, seed=2, dt=2.0**-10), dyadic),
+                       _w(BrownianPath((3,), 0, 1, seed=2), dyadic))  # span 1: the unhinted path
+    assert not torch.allclose(hinted, _w(BrownianPath((4, 2), 0.0, 1.0, seed=9, dtype=torch.float64), grid + off))
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-13), (torch.float32, 3e-6)])
+def test_hint_refinement_consistency(dtype, tol):
+    p = BrownianPath((10, 4), 0.0, 1.0, seed=5, dt=1e-3, dtype=dtype)
+    fine = _grid(0.0, 1.0, 1000)
+    for s, u in [(0.0, 1.0), (0.1, 0.437), (0.4373, 0.9), (0.25, 0.4373)]:
+        pts = [s] + [g for g in fine if s < g < u] + [0.2222, 0.4372, 0.6789] + [u]
+        pts = sorted(x for x in set(pts) if s <= x <= u)
+        total = sum(p.increment(a, b).double() for a, b in zip(pts[:-1], pts[1:]))
+        assert torch.allclose(total, p.increment(s, u).double(), atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("levy_area", [False, True])
+def test_hint_order_batch_and_sub_batch_independence(levy_area):
+    grid = _grid(0.0, 1.0, 1000)
+    times = grid[1:] + [0.4373]
+    sweep = BrownianPath((6, 2), 0.0, 1.0, seed=2, dt=1e-3, dtype=torch.float64, levy_area=levy_area)
+    for s, t in zip(grid, grid[1:]):
+        sweep.increment(s, t)
+    w = _w(sweep, times)
+    single = BrownianPath((6, 2), 0.0, 1.0, seed=2, dt=1e-3, dtype=torch.float64, levy_area=levy_area,
+                          cache_size=0)
+    for i in np.random.default_rng(1).permutation(len(times))[:300]:
+        assert torch.equal(single.increment(0.0, times[i]), w[i])
+    sub = BrownianPath((2, 2), 0.0, 1.0, seed=2, dt=1e-3, dtype=torch.float64, levy_area=levy_area,
+                       sample_ids=[4, 1])
+    assert torch.equal(_w(sub, times), w[:, [4, 1]])
+    small = BrownianPath((3, 2), 0.0, 1.0, seed=2, dt=1e-3, dtype=torch.float64, levy_area=levy_area)
+    assert torch.equal(_w(small, times[::-1]).flip(0), w[:, :3])
+
+
+def test_hint_non_grid_query_is_the_node_by_node_path(monkeypatch):
+    """0.4373 is no node of level m: it is summed from its bracket, and equals the bridge descent."""
+    import solvers._brownian._path as path_module
+
+    times = [0.437, 0.4373, 0.438, 0.99999, 1 / 3]
+    fast = _w(BrownianPath((4, 3), 0.0, 1.0, seed=5, dt=1e-3, dtype=torch.float64), times)
+    monkeypatch.setattr(path_module, "_TREE_LEVEL", 99)
+    slow = _w(BrownianPath((4, 3), 0.0, 1.0, seed=5, dt=1e-3, dtype=torch.float64), times)
+    assert torch.allclose(fast, slow, atol=1e-14, rtol=0)
+
+
+def test_hint_increments_law_at_h_1e_3():
+    n, h = 2000, 1e-3
+    p = BrownianPath((n,), 0.0, 1.0, seed=7, dt=h, dtype=torch.float64)
+    grid = _grid(0.0, 1.0, 1000)
+    incs = torch.stack([p.increment(s, t) for s, t in zip(grid, grid[1:])]) / math.sqrt(h)  # (1000, n)
+    z = incs[::5].flatten().numpy()  # 4e5 standardised increments
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    assert abs(z.var() - 1) < 5 * math.sqrt(2 / z.size)
+    lag = float((incs[1:] * incs[:-1]).mean())  # consecutive steps uncorrelated
+    assert abs(lag) < 5 / math.sqrt(incs[1:].numel())
+    w1 = incs.sum(0) * math.sqrt(h)  # W(1) ~ N(0, 1)
+    assert abs(float(w1.var()) - 1) < 5 * math.sqrt(2 / n)
+    off = (p.increment(0.437, 0.4373) / math.sqrt(0.4373 - 0.437)).numpy()  # a non-grid increment
+    assert stats.kstest(off, "norm").pvalue > 1e-3
+
+
+def test_hint_in_sdeint_snaps_the_driver_grid():
+    sde = solvers.sde_from_functions(lambda t, x: -x, lambda t, x: 0.5 * x, noise="diagonal")
+    x0 = torch.ones(3, 2, dtype=torch.float64)
+    em = solvers.EulerMaruyama()
+    hinted = BrownianPath((3, 2), 0.0, 1.0, seed=1, dt=1e-3, dtype=torch.float64)
+    spanned = BrownianPath((3, 2), 0.0, 1.024, seed=1, dtype=torch.float64)
+    a = solvers.sdeint(sde, x0, [0.0, 0.5, 1.0], em, dt=1e-3, brownian=hinted)
+    assert torch.equal(a, solvers.sdeint(sde, x0, [0.0, 0.5, 1.0], em, dt=1e-3, brownian=spanned))
+    assert hinted._nodes_made <= 1023
+
+
+@pytest.mark.parametrize("dt", [0.0, -1e-3, float("nan"), float("inf"), "fine", 1e-300])
+def test_hint_is_validated(dt):
+    with pytest.raises(ValueError, match="dt"):
+        BrownianPath((2,), 0.0, 1.0, dt=dt)
+
+
+def test_hint_depth_must_reach_its_level():
+    with pytest.raises(ValueError, match="depth"):
+        BrownianPath((2,), 0.0, 1.0, dt=1e-3, depth=8)
+    p = BrownianPath((2,), 0.0, 1.0, dt=1e-7)  # level 24: the default depth grows to level + 8
+    assert p._level == 24 and p.depth == 32
+    assert p._index(0.5, "t") == 5_000_000 << 8
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3,), (5, 3)])
+def test_hint_blocks_are_the_one_by_one_descent_bitwise(shape):
+    """Grid nodes drawn in blocks (one pass per level) carry the bits of single descents (no blocks)."""
+    grid = _grid(0.0, 1.0, 1000)
+    block = BrownianPath(shape, 0.0, 1.0, seed=4, dt=1e-3, dtype=torch.float64)
+    assert block._block_levels == 5
+    single = BrownianPath(shape, 0.0, 1.0, seed=4, dt=1e-3, dtype=torch.float64, cache_size=0)
+    assert single._block_levels == 0
+    times = grid[1::7] + grid[-5:]
+    assert torch.equal(_w(block, times), _w(single, times))
+    one = BrownianPath((1, *shape[1:]), 0.0, 1.0, seed=4, dt=1e-3, dtype=torch.float64, sample_ids=[shape[0] - 1])
+    assert torch.equal(_w(one, times), _w(block, times)[:, -1:])
+
+
+def test_engine_doc_hint_example_runs():
+    import os
+    import re
+
+    text = open(os.path.join(os.path.dirname(__file__), os.pardir, "docs", "engine.md")).read()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "dt=1e-3, dtype" in b]
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "docs/engine.md", "exec"), {})
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3,), (5, 3)])
+def test_dyadic_sweep_blocks_are_the_one_by_one_descent_bitwise(shape, monkeypatch):
+    """Without a hint, a sweep of a dyadic grid is drawn in blocks too: the bits of single descents."""
+    grid = [k / 1024 for k in range(1025)]
+    sweep = BrownianPath(shape, 0.0, 1.0, seed=6, dtype=torch.float64)
+    inc = torch.stack([sweep.increment(s, t) for s, t in zip(grid, grid[1:])])
+    assert sweep._nodes_made == 1023
+    single = BrownianPath(shape, 0.0, 1.0, seed=6, dtype=torch.float64, cache_size=0)
+    assert single._block_room == 0
+    w = _w(single, grid[1:])
+    assert torch.equal(_w(sweep, grid[1:]), w)
+    assert torch.equal(inc[0], w[0]) and torch.equal(inc[1:], w[1:] - w[:-1])
+    called = []
+    monkeypatch.setattr(BrownianPath, "_block", lambda self, *a: called.append(a))
+    again = BrownianPath(shape, 0.0, 1.0, seed=6, dtype=torch.float64)
+    for s, t in zip(grid[:40], grid[1:40]):
+        again.increment(s, t)
+    assert called and called[0][1:] == (10, 5)  # blocks of 2^5 steps of level 10

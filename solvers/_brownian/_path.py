@@ -35,9 +35,16 @@ dyadic times like ``k 2^-10`` are hit exactly.  Values are computed and stored i
 float64 and cast to ``dtype`` on return.  Cost: a fresh node is one hash, one
 Box–Muller transform and a few axpys, 1.5-3x a float64 ``torch.randn`` of the same
 shape (small shapes: ~0.1 ms of op overhead).  A query costs at most ``depth`` fresh
-nodes; on a dyadic grid swept left to right, amortised one.  Prefer grids whose steps
-are dyadic fractions of ``t1 - t0`` (e.g. ``t1 = t0 + 2^m h``); a grid like ``k/1000``
-costs ~``depth - log2(1/h)`` fresh nodes per query.  An
+nodes; on a dyadic grid swept left to right, amortised one.  A grid like ``k/1000``
+is not dyadic in ``[t0, t1]``: without a hint each query costs ~``depth - log2(1/h)``
+fresh levels.  The step hint ``dt`` (torchsde's ``BrownianInterval(dt=...)``) makes the
+tree span ``[t0, t0 + 2^m dt]``, ``m = ceil(log2((t1 - t0) / dt))``: every ``t0 + k dt``
+(snapped exactly, whatever its floating-point round-off) is node ``k`` of level ``m``,
+drawn in aligned blocks of up to ``2^5`` steps with one vectorised pass per level
+(bitwise the values of a one-by-one descent), so a sweep costs one fresh node per
+step in ~0.2 passes; a sweep of an aligned dyadic grid is drawn in the same blocks.
+The hint is part of the path's identity: the path is the unhinted path of
+``[t0, t0 + 2^m dt]`` restricted to ``[t0, t1]``.  An
 LRU cache of ``cache_size`` nodes bounds memory by the queries made, never by a
 resolution.  Round-off: ``U`` is a difference of O(1) stored values, so its absolute
 error is ~1e-16 (relative ~1e-16 / h^1.5).
@@ -53,18 +60,10 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ._counter import _GAMMA, _counter_base, _hash, _mix64_int, _node_key, _normal, _signed  # noqa: F401
 from ._source import BrownianSource, space_time_area
 
 __all__ = ["BrownianPath"]
-
-_MASK64 = (1 << 64) - 1
-
-
-def _signed(x: int) -> int:
-    """A 64-bit unsigned integer as the int64 with the same bits."""
-    x &= _MASK64
-    return x - (1 << 64) if x >= 1 << 63 else x
-
 
 # Dyadic points of depth <= _TREE_LEVEL are tree nodes, drawn one by one from their cached neighbours
 # (a sweep of a dyadic grid costs one fresh node per query). Deeper points (the rounded images of
@@ -72,63 +71,7 @@ def _signed(x: int) -> int:
 _TREE_LEVEL = 20
 _BRACKET_LEVEL = 8
 _PREFETCH = 32  # most points drawn in one pass on a sweep
-
-_GAMMA = 0x9E3779B97F4A7C15  # splitmix64 increment (golden ratio)
-_MIX = ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, None))
-_MIX_SIGNED = tuple((s, None if m is None else _signed(m)) for s, m in _MIX)
-
-
-def _mix64_int(x: int) -> int:
-    """splitmix64 finaliser on Python ints (reference for the tensor version, node keys)."""
-    x &= _MASK64
-    for shift, mult in _MIX:
-        x ^= x >> shift
-        if mult is not None:
-            x = (x * mult) & _MASK64
-    return x
-
-
-def _node_key(seed: int, d: int, k: int) -> int:
-    """The int64 key of dyadic node (d, k) of the path with this seed."""
-    return _signed(_mix64_int(_mix64_int(_mix64_int(seed + _GAMMA) + d) + k))
-
-
-def _counter_base(counters: torch.Tensor) -> torch.Tensor:
-    """``counters * GAMMA`` (mod 2^64): precomputed once per path."""
-    return counters.to(torch.int64) * _signed(_GAMMA)
-
-
-def _hash(key: int, base: torch.Tensor) -> torch.Tensor:
-    """splitmix64 output ``mix(key + counter * GAMMA)`` for every counter, as int64 bits.
-
-    torch's ``>>`` on int64 is arithmetic, so the logical shift is emulated with a
-    mask; int64 multiplication wraps modulo 2^64 (two's complement) in practice.
-    """
-    z = base + key
-    tmp = torch.empty_like(z)
-    for shift, mult in _MIX_SIGNED:
-        torch.bitwise_right_shift(z, shift, out=tmp)
-        tmp &= (1 << (64 - shift)) - 1
-        z ^= tmp
-        if mult is not None:
-            z *= mult
-    return z
-
-
-def _normal(key: int, base: torch.Tensor, pair: bool = False):
-    """Standard normals (float64), a deterministic function of ``(key, counter)``.
-
-    One 64-bit hash per element gives two 32-bit uniforms, ``u1 ∈ (0, 1]`` (no
-    ``log 0``) and ``u2 ∈ [0, 1)``; Box–Muller gives ``r cos θ`` and, with ``pair``,
-    the independent ``r sin θ``.  32-bit radii cap ``|z|`` at 6.66 (tail mass 3e-11).
-    """
-    z = _hash(key, base)
-    u1 = ((z >> 32) & 0xFFFFFFFF).to(torch.float64).add_(1.0).mul_(2.0**-32)
-    theta = (z & 0xFFFFFFFF).to(torch.float64).mul_(2.0 * math.pi * 2.0**-32)
-    r = u1.log_().mul_(-2.0).sqrt_()
-    if pair:
-        return r * torch.cos(theta), r.mul_(theta.sin_())
-    return r.mul_(theta.cos_())
+_BLOCK_LEVELS = 5  # with a step hint, grid nodes are drawn in blocks of up to 2^5 steps
 
 
 @functools.lru_cache(maxsize=None)
@@ -170,7 +113,14 @@ class BrownianPath(BrownianSource):
         seed: any int; the path is a deterministic function of it.
         dtype, device: of the returned tensors (computation is float64 on ``device``).
         levy_area: also track ``∫ W dt`` so that ``space_time`` is available.
-        depth: dyadic depth that times are rounded to (40 for float64, else 26).
+        dt: a step hint, like torchsde's ``BrownianInterval(dt=...)``.  When given, the
+            dyadic tree spans ``[t0, t0 + 2^m dt]``, ``m = ceil(log2((t1 - t0) / dt))``
+            (queries stay restricted to ``[t0, t1]``), so every ``t0 + k dt`` is the node
+            ``k`` of level ``m`` and a sweep of that grid costs ~2 fresh nodes per query.
+            The hint is part of the path's identity, like the seed: the path is a function
+            of ``(seed, tree span, t, sample id, element)``.
+        depth: dyadic depth that times are rounded to (40 for float64, else 26; with ``dt``,
+            at least ``m + 8``).
         cache_size: LRU capacity in nodes (≥ ``depth`` keeps sweeps at O(1) per query).
         sample_ids: ids of the batch rows (default ``arange(batch)``); row ``i`` of any
             path with the same seed and id is the same Brownian path.
@@ -178,7 +128,7 @@ class BrownianPath(BrownianSource):
 
     def __init__(self, shape: Sequence[int], t0: float, t1: float, *, seed: int = 0,
                  dtype: torch.dtype = torch.float32, device=None, levy_area: bool = False,
-                 depth: Optional[int] = None, cache_size: int = 128,
+                 dt: Optional[float] = None, depth: Optional[int] = None, cache_size: int = 128,
                  sample_ids: Optional[Sequence[int]] = None):
         self.shape = torch.Size(shape)
         self.t0, self.t1 = float(t0), float(t1)
@@ -193,9 +143,29 @@ class BrownianPath(BrownianSource):
         self.seed, self.dtype, self.levy_area = int(seed), dtype, bool(levy_area)
         self.has_levy_area = self.levy_area  # the flag `as_brownian` objects share
         self.device = torch.device("cpu") if device is None else torch.device(device)
-        self.depth = int(depth) if depth is not None else (40 if dtype == torch.float64 else 26)
+        span = self.t1 - self.t0
+        self.dt, self._level = None, None  # the hint, and the level whose nodes are its grid
+        if dt is not None:
+            try:
+                self.dt = float(dt)
+            except (TypeError, ValueError):
+                raise ValueError(f"dt: expected a positive finite step (a float), got {dt!r}.") from None
+            if not (math.isfinite(self.dt) and self.dt > 0):
+                raise ValueError(f"dt: expected a positive finite step (a float), got {dt!r}.")
+            ratio = span / self.dt
+            self._level = max(0, math.ceil(math.log2(ratio) - 1e-12)) if ratio > 1 else 0
+            if self._level > 52:
+                raise ValueError(f"dt: the step {self.dt!r} is too small for [t0, t1] = [{self.t0!r}, {self.t1!r}] "
+                                 f"(2^{self._level} steps; at most 2^52).")
+            span = math.ldexp(self.dt, self._level)  # exact: t0 + k dt is node k of level m
+        default = 40 if dtype == torch.float64 else 26
+        self.depth = int(depth) if depth is not None else (
+            default if self._level is None else min(60, max(default, self._level + 8)))
         if not 1 <= self.depth <= 60:
             raise ValueError(f"depth must be in [1, 60], got {self.depth}.")
+        if self._level is not None and self.depth < self._level:
+            raise ValueError(f"depth: {self.depth} is shallower than the level {self._level} of the step hint "
+                             f"dt={self.dt!r}; pass depth >= {self._level} or leave it unset.")
         self.cache_size = int(cache_size)
 
         batch = self.shape[0] if len(self.shape) else 1
@@ -215,9 +185,20 @@ class BrownianPath(BrownianSource):
         self._last = None  # end of the last query: a sweep is detected by the next query starting there
         self._numel = math.prod(self.shape)
         self._level_keys = [_mix64_int(_mix64_int(self.seed + _GAMMA) + d) for d in range(self.depth + 1)]
-        self._length = self.t1 - self.t0
+        self._tree_level = max(_TREE_LEVEL, self._level or 0)  # the hint's grid is always drawn node by node
+        self._bracket_level = max(_BRACKET_LEVEL, self._level or 0)  # points off the hint's grid: from its nodes
+        # The hint's level-m grid (and, on a sweep, any dyadic grid) is drawn in aligned blocks of 2^r steps,
+        # one pass per level (r passes instead of 2^r - 1); the values are bitwise those of one-by-one descents.
+        room = min(self.cache_size // 4, (1 << 18) // max(1, math.prod(self.shape)), 1 << _BLOCK_LEVELS)
+        self._block_room = 0 if room < 2 else room.bit_length() - 1
+        self._block_levels = 0 if self._level is None else min(self._level, self._block_room)
+        self._length = span  # the tree's span: t1 - t0, or 2^m dt with the hint
         self._n = 1 << self.depth
-        self._tol = 1e-9 * max(1.0, self._length)
+        self._tol = 1e-9 * max(1.0, self.t1 - self.t0)
+        self._n1 = self._n  # grid position of t1
+        if self._level is not None:
+            self._grid_shift = self.depth - self._level  # node k of level m is position k << shift
+            self._n1 = self._index(self.t1, "t1")
         self._cache: "collections.OrderedDict[int, object]" = collections.OrderedDict()
         self._nodes_made = 0  # fresh dyadic nodes drawn (for tests / diagnostics)
         zero = torch.zeros(self.shape, dtype=torch.float64, device=self.device)
@@ -232,7 +213,8 @@ class BrownianPath(BrownianSource):
 
     def __repr__(self) -> str:
         return (f"BrownianPath(shape={tuple(self.shape)}, t0={self.t0}, t1={self.t1}, seed={self.seed}, "
-                f"dtype={self.dtype}, device={self.device}, levy_area={self.levy_area}, depth={self.depth})")
+                f"dtype={self.dtype}, device={self.device}, levy_area={self.levy_area}, "
+                + (f"dt={self.dt!r}, " if self.dt is not None else "") + f"depth={self.depth})")
 
     # -- time handling -------------------------------------------------------------------
     def _index(self, t, name: str) -> int:
@@ -240,6 +222,15 @@ class BrownianPath(BrownianSource):
         t = float(t)
         if not (self.t0 - self._tol <= t <= self.t1 + self._tol):
             raise ValueError(f"{name}={t!r} is outside the interval [t0, t1] = [{self.t0!r}, {self.t1!r}].")
+        if self._level is not None:
+            # Snap t0 + k dt (computed in floating point, e.g. a + (b - a) k / n) onto node k of level m:
+            # within a few ulps of t (relative to the times' magnitudes) of a multiple of dt.
+            x = (t - self.t0) / self.dt
+            k = round(x)
+            if abs(x - k) <= 1e-14 * ((abs(self.t0) + abs(t)) / self.dt + abs(x)):
+                return min(max(k << self._grid_shift, 0), self._n1)
+            n = round(x * (1 << self._grid_shift))
+            return min(max(n, 0), self._n1)
         n = round((t - self.t0) / self._length * self._n)
         return min(max(n, 0), self._n)
 
@@ -261,6 +252,9 @@ class BrownianPath(BrownianSource):
         if value is not None:
             cache.move_to_end(n)
             return value
+        if self._block_levels and not self.levy_area and self._in_block(n, self._level, self._block_levels):
+            self._block(n, self._level, self._block_levels)
+            return cache[n]
         if not self.levy_area and self._is_deep(n):
             value = self._deep([n])[0]
             cache[n] = value
@@ -287,8 +281,62 @@ class BrownianPath(BrownianSource):
                 a, va = m, value
             level += 1
 
+    def _in_block(self, n: int, g: int, r: int) -> bool:
+        """Whether ``n`` is a node of the level-``g`` grid inside (not at the ends of) its aligned block."""
+        shift = self.depth - g
+        return not n & ((1 << shift) - 1) and (n >> shift) & ((1 << r) - 1) != 0
+
+    def _block(self, n: int, g: int, r: int) -> None:
+        """Draw the aligned block of ``2^r`` level-``g`` steps around node ``n``, one vectorised pass per level.
+
+        The block's ends are coarser nodes (descended as usual); level ``g - r + l`` holds
+        ``2^(l-1)`` nodes, each drawn from the bridge between its neighbours exactly as
+        :meth:`_bridge` draws it (same key, same element-wise operations), so the values do
+        not depend on whether a node came from a block or from a single descent.
+        """
+        shift, cache = self.depth - g, self._cache
+        a = ((n >> shift) >> r << r) << shift
+        values = {a: self._node(a), a + (1 << (shift + r)): self._node(a + (1 << (shift + r)))}
+        view = (-1,) + (1,) * len(self.shape)
+        for l in range(1, r + 1):
+            d = g - r + l
+            step = 1 << (shift + r - l)  # half the parent interval, in positions
+            ps = []
+            for i in range(1 << (l - 1)):
+                p = a + (2 * i + 1) * step
+                if p in cache:  # drawn before: the same bits
+                    values[p] = cache[p]
+                else:
+                    ps.append(p)
+            if not ps:
+                continue
+            prefix, drop = self._level_keys[d], self.depth - d
+            keys = torch.tensor([_signed(_mix64_int(prefix + (p >> drop))) for p in ps], dtype=torch.int64,
+                                device=self.device).view(view)
+            left = torch.stack([values[p - step] for p in ps])
+            right = torch.stack([values[p + step] for p in ps])
+            z = _normal(keys, self._base)
+            z.mul_(math.sqrt(self._length * 2.0 ** (1 - d) / 4)).add_(left, alpha=0.5).add_(right, alpha=0.5)
+            for p, value in zip(ps, z.unbind(0)):
+                values[p] = value
+                cache[p] = value
+            self._nodes_made += len(ps)
+        while len(cache) > self.cache_size:
+            cache.popitem(last=False)
+
+    def _sweep_block(self, ns: int, nt: int) -> None:
+        """On a sweep of an aligned dyadic grid (no hint), draw the block of the grid around ``nt`` at once."""
+        step = nt - ns
+        if step & (step - 1) or ns % step:
+            return
+        g = self.depth - (step.bit_length() - 1)
+        if 1 <= g <= self._tree_level:
+            r = min(g, self._block_room)
+            if self._in_block(nt, g, r):
+                self._block(nt, g, r)
+
     def _is_deep(self, n: int) -> bool:
-        return 0 < n < self._n and self.depth - ((n & -n).bit_length() - 1) > _TREE_LEVEL
+        return 0 < n < self._n and self.depth - ((n & -n).bit_length() - 1) > self._tree_level
 
     def _deep(self, ns) -> torch.Tensor:
         """``W`` at points deeper than ``_TREE_LEVEL``, summed in one vectorised pass (Lévy–Ciesielski).
@@ -305,7 +353,7 @@ class BrownianPath(BrownianSource):
         so it does not depend on the batch, the cache, the query order or which
         other points share the pass. Returns ``(len(ns), *shape)`` float64.
         """
-        shift = self.depth - min(_BRACKET_LEVEL, self.depth)
+        shift = self.depth - min(self._bracket_level, self.depth)
         prefix, depth = self._level_keys, self.depth
         keys, coefs, left, right, fracs = [], [], [], [], []
         for n in ns:
@@ -387,6 +435,8 @@ class BrownianPath(BrownianSource):
             return torch.zeros(self.shape, dtype=self.dtype, device=self.device)
         if self.levy_area:
             return (self._node(nt)[0] - self._node(ns)[0]).to(self.dtype)
+        if self._level is None and self._block_room and self._last == float(s) and nt not in self._cache:
+            self._sweep_block(ns, nt)
         self._prefetch(float(s), float(t), nt)
         self._last = float(t)
         return (self._node(nt) - self._node(ns)).to(self.dtype)
