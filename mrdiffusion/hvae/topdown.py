@@ -68,12 +68,6 @@ class StageSDE:
         self.sde = self.run.model._sde(st.block)
         return self.run.latent_increment(i, st, self.sde)
 
-    def __call__(self, s, t):
-        return self.increment(s, t)
-
-    def space_time(self, s, t):
-        raise ValueError("the HVAE's latent noise has no space-time Lévy area")
-
     # ---- the SDE
     def _witness(self, x, *extra):
         return x.new_zeros(()).expand(*x.shape, *extra)
