@@ -3,7 +3,7 @@
 Both contenders compute the same training loss from the same weights and the
 same noise — encoder, top-down pass, categorical likelihood, KL — and
 backpropagate it: ``ours`` through :meth:`HVAE.forward` (the top-down pass
-as ``solver.step`` on a :class:`TopDownSDE` per step), ``plain`` through
+as a level schedule of :class:`TopDownSDE` run by :func:`solvers.integrate`), ``plain`` through
 :func:`vdvae_loss`, a VDVAE-style loop over the same modules with no SDE, no
 solver and no context object (``bias_xs`` + ``mixin``, posterior, prior,
 ``x += xpp``, ``x += z_proj(z)``, ``x += resnet(x)``). Before timing the two

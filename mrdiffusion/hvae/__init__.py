@@ -1,7 +1,8 @@
 """Hierarchical VAEs as one discretisation of a multi-resolution SDE (docs/design.md §3).
 
-- :class:`HVAE`, :class:`HVAEConfig` -- the U-Net HVAE whose top-down pass is
-  ``solver.step`` applied to a learned :class:`TopDownSDE` (:mod:`.model`, :mod:`.sde`);
+- :class:`HVAE`, :class:`HVAEConfig` -- the U-Net HVAE whose top-down pass is a level
+  schedule of learned :class:`TopDownSDE` run by :func:`solvers.integrate`
+  (:mod:`.model`, :mod:`.sde`, :mod:`.topdown`);
 - :mod:`.data` -- digits, a synthetic multi-resolution set, ``.npz`` / image folders;
 - :mod:`.train` -- training with EMA, clipping, update skipping, atomic
   checkpoints, bit-exact resume and DistributedDataParallel;
@@ -24,6 +25,6 @@ Command line (also under ``torchrun --nproc_per_node N -m mrdiffusion.hvae train
 """
 
 from .model import HVAE, SUPPORTED_SOLVERS, HVAEConfig, Step
-from .sde import DecayTopDownSDE, LatentContext, LatentDiffusion, TopDownSDE
+from .sde import DecayTopDownSDE, LatentDiffusion, TopDownSDE
 
-__all__ = ["HVAE", "HVAEConfig", "Step", "SUPPORTED_SOLVERS", "TopDownSDE", "DecayTopDownSDE", "LatentContext", "LatentDiffusion"]
+__all__ = ["HVAE", "HVAEConfig", "Step", "SUPPORTED_SOLVERS", "TopDownSDE", "DecayTopDownSDE", "LatentDiffusion"]

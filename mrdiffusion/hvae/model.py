@@ -2,12 +2,13 @@ r"""A multi-resolution U-Net HVAE whose top-down pass is a solver applied to a l
 
 Generative model (docs/design.md §2–3). As in VDVAE, the state starts from a
 learned constant ``bias_xs[1]`` at 1×1 — the point mass — and runs through the
-steps of :meth:`HVAE.schedule`: at resolution ``res`` each step is
-``solver.step(sde, t, h, x, dB, ctx)`` with the :class:`~.sde.TopDownSDE` of
-that step; at every resolution change the state is embedded
-(``haar.embed``) and the learned constant ``bias_xs[res]`` is added (VDVAE's
-``mixin``): every new detail band starts from a point mass at its activation
-time. ``HVAEConfig.start`` selects this, the single 1×1 point mass of issue 6
+steps of :meth:`HVAE.schedule` as a level schedule solved by the one driver,
+:func:`solvers.integrate` (:mod:`.topdown`): one stage per resolution, each
+step a scheme step of the :class:`~.sde.TopDownSDE` of that step, the latent
+noise fed in as the stage's Brownian source; at every resolution change (the
+stage's embedding) the state is embedded (``haar.embed``) and the learned
+constant ``bias_xs[res]`` is added (VDVAE's ``mixin``): every new detail band
+starts from a point mass at its activation time. ``HVAEConfig.start`` selects this, the single 1×1 point mass of issue 6
 (new bands start at zero) or a learned Gaussian start (:meth:`HVAE.activate`). A 1×1 convolution of the
 final state gives a categorical distribution over the data's ``levels`` grey
 levels per pixel and channel. With ``solvers.TwoStepEuler()`` this is a
@@ -44,7 +45,8 @@ import solvers
 
 from .. import haar
 from .blocks import Encoder, TimeEmbedding, TopDownBlock
-from .sde import DecayTopDownSDE, LatentContext, TopDownSDE
+from .sde import DecayTopDownSDE, TopDownSDE
+from .topdown import TopDownPass
 
 __all__ = ["HVAEConfig", "HVAE", "Step", "SUPPORTED_SOLVERS"]
 
@@ -225,7 +227,9 @@ class HVAE(nn.Module):
         """``ValueError`` unless ``solver`` can step the latent-injection SDE."""
         if not isinstance(solver, solvers.Scheme):
             raise ValueError(f"solver: expected a scheme instance such as solvers.TwoStepEuler(), got {solver!r}")
-        solver.check(self._sde(0))
+        c = self.config
+        finest = max(r for r, n in zip(c.resolutions, c.dec_blocks) if n > 0)
+        solver.check(self._sde(0), (1, c.width, finest, finest))  # the scheme's own limits (dense Newton)
         if solver.needs_levy_area:
             raise ValueError(f"solver {solver.name} needs a Lévy area; the HVAE's noise is the latent alone")
 
@@ -280,42 +284,13 @@ class HVAE(nn.Module):
         solver = self.solver if solver is None else solver
         if solver is not self.solver:
             self.check_solver(solver)
-        ctx = LatentContext()
-        x = None
-        kl = {}
-        norms = [] if record else None
-        for i, st in enumerate(self.schedule(steps)):
-            if x is None or x.shape[-1] != st.res:
-                x = self.activate(x, st.res, batch, generator)
-                if record and i == 0:
-                    norms.append(l2_norm(x).detach())
-            sde = self._sde(st.block)
-            m, log_s, _ = sde.prior(st.t, x)
-            if noise is not None:
-                xi = noise[i]
-            else:
-                xi = torch.randn(m.shape, generator=generator, dtype=m.dtype, device=m.device)
-            rh = math.sqrt(st.h)
-            step_kl = None
-            if acts is None:
-                eps = xi if temperature == 1.0 else temperature * xi
-            else:
-                mq, log_sq = sde.posterior(st.t, x, acts[st.res])
-                a = (mq - m) / log_s.exp()
-                log_b = log_sq - log_s
-                b = log_b.exp()
-                eps = a * rh + b * xi
-                step_kl = (0.5 * (b.square() + st.h * a.square() - 1.0) - log_b).flatten(1).sum(1)
-                kl[st.res] = kl[st.res] + step_kl if st.res in kl else step_kl
-            x = solver.step(sde, st.t, st.h, x, eps * rh if rh != 1.0 else eps, ctx)
-            if record:
-                norms.append(l2_norm(x).detach())
-            if self.step_callback is not None:
-                self.step_callback(i, st, x, step_kl)
+        run = TopDownPass(self, batch, acts, noise, generator, temperature, record)
+        x, info = run.solve(solver, self.schedule(steps))
         if x.shape[-1] != self.config.image_size:
             x = haar.embed(x, levels=int(math.log2(self.config.image_size // x.shape[-1])))
-        self.last_extra_nfe = ctx.extra_nfe  # evaluations a scheme made beyond its declared counts
-        return x, kl, (torch.stack(norms) if record else None)
+        # evaluations a scheme made beyond its declared counts (Newton iterations)
+        self.last_extra_nfe = info.nfe - info.n_steps * (solver.drift_evals + solver.diffusion_evals)
+        return x, run.kl, (torch.stack(run.norms) if record else None)
 
     def activate(self, x, res, batch, generator=None):
         """The state at the activation time of resolution ``res`` (``x``: the coarser state, or ``None``).

@@ -16,11 +16,12 @@ Noise structure. ``W diag(s)`` maps the latent grid into the state: it is
 neither diagonal nor additive, and written as the ``"general"`` noise of
 :mod:`solvers._sde` it would be a dense ``(*x.shape, zdim·H·W)`` tensor that is
 almost all zeros. So :meth:`TopDownSDE.diffusion` returns the operator itself
-(:class:`LatentDiffusion`) and :class:`LatentContext` — a
-:class:`solvers.Context` for ``noise="general"`` — applies it:
-``ctx.noise(g, dW) = W (s ⊙ dW)`` (a bias-free 1×1 convolution). Every scheme
-that only touches the noise through ``ctx.noise`` / ``ctx.add_noise``
-(Euler–Maruyama, two-step Euler, Heun, drift-implicit Euler) works unchanged.
+(:class:`LatentDiffusion`): the driver's general-noise product
+``(g * dW).sum(-1)`` evaluates to ``W (s ⊙ dW)`` (a bias-free 1×1 convolution)
+with ``dW`` flattened per sample. Every scheme that only touches the noise
+through the driver's ``ctx.noise`` / ``ctx.add_noise`` (Euler–Maruyama,
+two-step Euler, Heun, drift-implicit Euler, exponential Euler) works unchanged.
+The top-down pass runs through :func:`solvers.integrate` (:mod:`.topdown`).
 
 Time. A step of the trained model has ``h = 1`` (the ``h`` and ``sqrt h`` of
 docs/design.md §3 absorbed into the networks), so step ``i`` covers ``[i, i+1)``;
@@ -34,12 +35,11 @@ added to the input of its networks.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 import solvers
 
-__all__ = ["LatentDiffusion", "LatentContext", "TopDownSDE", "DecayTopDownSDE"]
+__all__ = ["LatentDiffusion", "TopDownSDE", "DecayTopDownSDE"]
 
 
 class LatentDiffusion:
@@ -53,20 +53,24 @@ class LatentDiffusion:
     def __call__(self, dB):
         return F.conv2d(self.scale * dB, self.weight)
 
+    def __mul__(self, dW):
+        """``g * dW`` as the driver writes general noise, ``(g * dW).sum(-1)``; ``dW`` flattened per sample."""
+        return _LatentProduct(self, dW)
 
-class LatentContext(solvers.Context):
-    """A :class:`solvers.Context` whose diffusion is an operator (:class:`LatentDiffusion`)."""
 
-    __slots__ = ()
+class _LatentProduct:
+    """``g * dW`` before the sum over the noise index: ``.sum(-1)`` applies the operator (a 1×1 convolution)."""
 
-    def __init__(self):
-        super().__init__("general", general=False, tensor_g=False)
+    __slots__ = ("g", "dW")
 
-    def noise(self, g, dW):
-        return g(dW)
+    def __init__(self, g, dW):
+        self.g, self.dW = g, dW
 
-    def add_noise(self, y, g, dW):
-        return y + g(dW)
+    def sum(self, dim):
+        if dim != -1:
+            raise ValueError(f"dim: the latent noise product sums over the noise index only (-1), got {dim}")
+        scale = self.g.scale
+        return self.g(self.dW.reshape(self.dW.shape[0], *scale.shape[1:]))
 
 
 class TopDownSDE(solvers.SDE):
