@@ -198,16 +198,9 @@ def _write(out, records, meta):
 
 
 def _json(obj):
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
+    from .cells import _finite  # non-finite numbers as null, as the closed-form cells store them
 
-    return json.dumps(clean(obj), indent=1).encode()
+    return json.dumps(_finite(obj), indent=1).encode()
 
 
 def _plots(out, records, meta):
