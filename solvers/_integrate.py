@@ -212,11 +212,18 @@ def integrate(schedule, x0: torch.Tensor, ts, solver: Scheme, *, dt: Optional[fl
     guard = Guard(x0, max_abs, on_divergence, sign)
     ys, stage_of = [None] * len(ts), [0] * len(ts)
     ts_grad = ts_in if time_grad else None
+    # sdeint's one stacked tensor, filled as the solve goes: a list stacked at the end would hold every saved
+    # state twice at its peak
+    out = torch.empty((len(ts), *x0.shape), dtype=x0.dtype, device=x0.device) if (
+        _fixed_shape and save is None) else None
 
     def record(i, k, x):
         if ts_grad is not None and i > 0:  # ∂x(t_i)/∂t_i = f(t_i, x(t_i)) (exact-flow derivative)
             x = x + (ts_grad[i] - ts_grad[i].detach()).to(x.dtype) * stages[k].sde.drift(ts[i], x)
-        ys[i] = x if save is None else save(ts[i], x)
+        if out is not None:
+            out[i] = x
+        else:
+            ys[i] = x if save is None else save(ts[i], x)
         stage_of[i] = k
 
     x = x0
@@ -273,7 +280,9 @@ def integrate(schedule, x0: torch.Tensor, ts, solver: Scheme, *, dt: Optional[fl
         user_gen.set_state(gen.get_state())
     info.nfe += sum(p["ctx"].extra_nfe for p in plans)
     info.diverged, info.diverged_time = guard.mask, guard.time
-    if save is None and all(isinstance(y, torch.Tensor) and y.shape == ys[0].shape for y in ys):
+    if out is not None:
+        ys = out
+    elif save is None and all(isinstance(y, torch.Tensor) and y.shape == ys[0].shape for y in ys):
         ys = torch.stack(ys)
     return Solution(ts, ys, stage_of, info)
 
