@@ -1,5 +1,6 @@
-"""Speed cases 3-6: ODEs against torchdiffeq, Haar transforms against PyWavelets and ptwt,
-multi-resolution sampling against a single resolution, and peak memory of a saved trajectory."""
+"""Speed cases 3-7: ODEs against torchdiffeq, Haar transforms against PyWavelets and ptwt,
+multi-resolution sampling against a single resolution, peak memory of a saved trajectory, and the
+solver-step HVAE against a plain VDVAE-style top-down loop."""
 
 from __future__ import annotations
 
@@ -215,3 +216,18 @@ def memory_rows(shape, saves, device, fresh_process=True):
                     minimum / ours if ours else None, note=f"{saves} × numel × 4 bytes", device=str(device),
                     unit="B"))
     return rows
+
+
+def hvae_rows(batch, timer):
+    """Case 7: one training step of the solver-step HVAE (its top-down pass run by solvers.integrate) against a
+    plain VDVAE-style loop over the same modules, same weights, data and noise (benchmarks.hvae_speed)."""
+    from .hvae_speed import contenders
+
+    fns, difference, model = contenders(batch=batch)
+    names = {"ours": "solver-step HVAE (TwoStepEuler through solvers.integrate)",
+             "plain": "plain VDVAE-style top-down loop"}
+    times = timer.compare({names[k]: fn for k, fn in fns.items()})
+    size = f"default model ({model.num_parameters():,} parameters), batch {batch}, forward + backward"
+    return rows_from_times("HVAE training step", size, times, names["ours"], device=timer.device,
+                           targets={names["plain"]: ("≥ 0.91× (ours within 1.1×)", 1 / 1.1)},
+                           notes={names["ours"]: f"losses agree to {difference:.1e}"})

@@ -31,7 +31,7 @@ from benchmarks._timing import compare
 from mrdiffusion import haar
 from mrdiffusion.hvae import HVAE, HVAEConfig
 
-__all__ = ["vdvae_loss", "measure", "main"]
+__all__ = ["vdvae_loss", "contenders", "measure", "main"]
 
 
 def vdvae_loss(model, x, generator):
@@ -61,8 +61,9 @@ def vdvae_loss(model, x, generator):
     return (recon + kl).mean() / (math.log(2.0) * x[0].numel())
 
 
-def measure(*, batch=64, repeats=15, config=None, seed=0):
-    """``{"ours_s", "plain_s", "ratio", "loss_difference"}``: median seconds per training step and their ratio."""
+def contenders(*, batch=64, config=None, seed=0):
+    """``({"ours": fn, "plain": fn}, loss difference, model)``: one training step (forward + backward) each, same
+    weights, data and noise; the two losses are checked equal to rounding first."""
     config = config or HVAEConfig()
     if config.start != "bias_xs" or config.share != "none" or config.decay or config.grid != "uniform":
         raise ValueError("config: the plain loop is written for start='bias_xs', share='none', no decay, "
@@ -83,13 +84,19 @@ def measure(*, batch=64, repeats=15, config=None, seed=0):
             fn().backward()
         return run
 
-    times = compare({"ours": step(lambda: model(x, torch.Generator().manual_seed(7))[0]),
-                     "plain": step(lambda: vdvae_loss(model, x, torch.Generator().manual_seed(7)))},
-                    repeats=repeats, max_inner=1)
+    return ({"ours": step(lambda: model(x, torch.Generator().manual_seed(7))[0]),
+             "plain": step(lambda: vdvae_loss(model, x, torch.Generator().manual_seed(7)))},
+            abs(ours - plain), model)
+
+
+def measure(*, batch=64, repeats=15, config=None, seed=0):
+    """``{"ours_s", "plain_s", "ratio", "loss_difference"}``: median seconds per training step and their ratio."""
+    fns, difference, model = contenders(batch=batch, config=config, seed=seed)
+    times = compare(fns, repeats=repeats, max_inner=1)
     ours_s, plain_s = statistics.median(times["ours"]), statistics.median(times["plain"])
     ratios = [a / b for a, b in zip(times["ours"], times["plain"])]
     return {"ours_s": ours_s, "plain_s": plain_s, "ratio": ours_s / plain_s,
-            "ratio_median_of_pairs": statistics.median(ratios), "loss_difference": abs(ours - plain),
+            "ratio_median_of_pairs": statistics.median(ratios), "loss_difference": difference,
             "batch": batch, "repeats": repeats, "threads": torch.get_num_threads(),
             "parameters": model.num_parameters()}
 

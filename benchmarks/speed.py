@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-CASES = ("sde", "brownian", "ode", "haar", "multires", "memory")
+CASES = ("sde", "brownian", "ode", "haar", "multires", "memory", "hvae")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class Sizes:
     multires: tuple  # (batch, steps per level)
     memory: tuple  # (shape, saves)
     grad_memory: tuple = ((16, 1024), 10_000)  # (shape, steps): one gradient, plain vs checkpointed
+    hvae_batch: int = 64  # one HVAE training step at the default model size
     repeats: int = 5
     compile: bool = True  # time the opt-in torch.compile fast path (compiles take seconds)
     collect: bool = True  # a full garbage collection before each comparison (~0.3 s each)
@@ -61,10 +62,10 @@ QUICK = Sizes(sde_shapes=(((1, 1), 200), ((100, 10), 200), ((1000, 10), 100), ((
                           ((64, 3, 32, 32), 10)),
               brownian_shapes=((1, 1), (100, 10)), brownian_steps=100,
               ode=(256, 16, 50), haar=(8, 256), multires=(64, 16), memory=((64, 3, 32, 32), 100),
-              grad_memory=((16, 1024), 2500), compile=False)
+              grad_memory=((16, 1024), 2500), hvae_batch=16, compile=False)
 SMOKE = Sizes(sde_shapes=(((1, 1), 5), ((4, 3), 5), ((2, 3, 4, 4), 5)), brownian_shapes=((2, 3),),
               brownian_steps=5, ode=(4, 3, 5), haar=(1, 32), multires=(2, 1), memory=((2, 3, 4, 4), 5),
-              grad_memory=((2, 3), 16),
+              grad_memory=((2, 3), 16), hvae_batch=2,
               repeats=5, compile=False, collect=False, fresh_process=False)
 MODES = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
 
@@ -107,6 +108,7 @@ def run(mode="full", device=None, out=None, threads=1, cases=CASES, sizes=None, 
             "multires": lambda: other.multires_rows(*sz.multires, timer),
             "memory": lambda: (other.memory_rows(*sz.memory, dev, sz.fresh_process)
                                + other.grad_memory_rows(*sz.grad_memory, dev, sz.fresh_process)),
+            "hvae": lambda: other.hvae_rows(sz.hvae_batch, timer),
         }
         for name in cases:
             t0 = time.perf_counter()
