@@ -13,6 +13,7 @@ import torch
 
 import solvers
 from mrdiffusion import haar
+from mrdiffusion.multires import MultiResolutionSDE
 
 from ._memory import CONTENDERS as MEMORY_CONTENDERS
 from ._memory import GRAD_CONTENDERS
@@ -128,23 +129,11 @@ def multires_rows(batch, steps_per_level, timer):
     em = solvers.EulerMaruyama()
     shapes = [(batch, channels, 2**j, 2**j) for j in range(n_levels)]
     sdes = [Additive(torch.ones(s, device=device)) for s in shapes]
-    try:
-        from mrdiffusion.multires import MultiResolutionSDE
+    mr = MultiResolutionSDE(list(range(n_levels)), times_k, T, sdes=sdes, channels=channels)
 
-        mr = MultiResolutionSDE(list(range(n_levels)), times_k, T, sdes=sdes, channels=channels)
-
-        def multi():
-            return mr.sample(em, batch, dt=dt, ts=save, dtype=torch.float32, device=device)
-        how = "MultiResolutionSDE.sample"
-    except ImportError:  # the library class is not there: the same process level by level, by hand
-        def multi():
-            x = torch.zeros(shapes[0], device=device)
-            for k in range(n_levels):
-                if k:
-                    x = haar.embed(x, 1)
-                x = solvers.sdeint(sdes[k], x, [times_k[k], (times_k + [T])[k + 1]], em, dt=dt)[-1]
-            return x
-        how = "by hand: sdeint per level + haar.embed"
+    def multi():
+        return mr.sample(em, batch, dt=dt, ts=save, dtype=torch.float32, device=device)
+    how = "MultiResolutionSDE.sample"
 
     x_fine = torch.zeros(shapes[-1], device=device)
     fns = {f"multi-resolution 1x1→32x32 ({how})": multi,
