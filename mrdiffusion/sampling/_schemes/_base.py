@@ -45,8 +45,8 @@ class SamplerScheme(solvers.Scheme):
     final_evals = 1
     stochastic = False
 
-    def check(self, sde):
-        super().check(sde)
+    def check(self, sde, shape=None):
+        super().check(sde, shape)
         if not (hasattr(sde, "denoise") and hasattr(sde, "alpha_sigma")):
             raise ValueError(f"solver {self.name} samples diffusions: it needs a problem with denoise() and "
                              f"alpha_sigma(), such as the one mrdiffusion.sampling.sample builds; "
