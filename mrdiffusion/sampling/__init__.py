@@ -24,13 +24,14 @@ from ._grids import ActivationRefined, BandwiseEDMRho, EDMRho, Grid, UniformLogS
 from ._model import PREDICTIONS, as_denoiser, from_data, to_data
 from ._noising import ScalarNoising, as_noising, sigma_hat, time_of_sigma_hat
 from ._problem import DenoisingProblem, StepNoise
-from ._schemes import (Ancestral, DPMSolverPP2M, DPMSolverPP2S, EDMEuler, EDMHeun, ExponentialAdams,
+from ._schemes import (Ancestral, DPMSolverPP2M, DPMSolverPP2S, DPMSolverPP3S, EDMEuler, EDMHeun, ExponentialAdams,
                        SamplerScheme, StepEnds)
 
 SAMPLERS = {
     "ExponentialAdams": ExponentialAdams,
     "DPMSolverPP2M": DPMSolverPP2M,
     "DPMSolverPP2S": DPMSolverPP2S,
+    "DPMSolverPP3S": DPMSolverPP3S,
     "EDMEuler": EDMEuler,
     "EDMHeun": EDMHeun,
     "Ancestral": Ancestral,
@@ -41,5 +42,5 @@ __all__ = ["sample", "SampleInfo", "DEFAULT_SOLVER", "DEFAULT_GRID", "Grid", "Un
            "EDMRho", "BandwiseEDMRho", "ActivationRefined",
            "PREDICTIONS", "to_data", "from_data", "as_denoiser", "ScalarNoising",
            "as_noising", "sigma_hat", "time_of_sigma_hat", "DenoisingProblem", "StepNoise", "SamplerScheme",
-           "StepEnds", "ExponentialAdams", "DPMSolverPP2M", "DPMSolverPP2S", "EDMEuler", "EDMHeun", "Ancestral",
+           "StepEnds", "ExponentialAdams", "DPMSolverPP2M", "DPMSolverPP2S", "DPMSolverPP3S", "EDMEuler", "EDMHeun", "Ancestral",
            "SAMPLERS"]
