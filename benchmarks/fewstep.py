@@ -43,7 +43,7 @@ import torch
 import solvers
 from mrdiffusion.processes import BandNoising, VESchedule, gaussian_denoiser, gaussian_score
 from mrdiffusion.sampling import (DEFAULT_GRID, DEFAULT_SOLVER, Ancestral, DPMSolverPP2M, DPMSolverPP2S, EDMEuler,
-                                  BandwiseEDMRho, EDMHeun, EDMRho, ExponentialAdams, UniformLogSNR, UniformTime, sample)
+                                  BandwiseEDMRho, DPMSolverPP3S, EDMHeun, EDMRho, ExponentialAdams, UniformLogSNR, UniformTime, sample)
 
 from ._kdiffusion import VERSION as KD_VERSION
 from ._kdiffusion import load_sampling
@@ -51,7 +51,7 @@ from ._kdiffusion import load_sampling
 NFES = (5, 10, 20, 40, 80)
 SIGMA_MAX, SIGMA_MIN = 50.0, 0.002
 OUR_SCHEMES = (ExponentialAdams(1), ExponentialAdams(2), ExponentialAdams(3), ExponentialAdams(2, prediction="eps"),
-               ExponentialAdams(3, prediction="eps"), DPMSolverPP2M(), DPMSolverPP2S(),
+               ExponentialAdams(3, prediction="eps"), DPMSolverPP2M(), DPMSolverPP2S(), DPMSolverPP3S(),
                EDMEuler(), EDMHeun(), ExponentialAdams(1, eta=1.0), ExponentialAdams(2, eta=1.0),
                ExponentialAdams(3, eta=1.0), DPMSolverPP2M(eta=1.0), Ancestral())
 OUR_GRIDS = (UniformTime(), UniformLogSNR(sigma_min=SIGMA_MIN), EDMRho(sigma_min=SIGMA_MIN),
