@@ -42,8 +42,9 @@ import torch
 
 import solvers
 from mrdiffusion.processes import BandNoising, VESchedule, gaussian_denoiser, gaussian_score
-from mrdiffusion.sampling import (DEFAULT_GRID, DEFAULT_SOLVER, Ancestral, DPMSolverPP2M, DPMSolverPP2S, EDMEuler,
-                                  BandwiseEDMRho, DPMSolverPP3S, EDMHeun, EDMRho, ExponentialAdams, UniformLogSNR, UniformTime, sample)
+from mrdiffusion.sampling import (DEFAULT_GRID, DEFAULT_SOLVER, Ancestral, BandwiseEDMRho, DPMSolverPP2M,
+                                  DPMSolverPP2S, DPMSolverPP3S, EDMEuler, EDMHeun, EDMRho, ExponentialAdams,
+                                  UniformLogSNR, UniformTime, sample)
 
 from ._kdiffusion import VERSION as KD_VERSION
 from ._kdiffusion import load_sampling

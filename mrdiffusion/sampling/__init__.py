@@ -42,5 +42,6 @@ __all__ = ["sample", "SampleInfo", "DEFAULT_SOLVER", "DEFAULT_GRID", "Grid", "Un
            "EDMRho", "BandwiseEDMRho", "ActivationRefined",
            "PREDICTIONS", "to_data", "from_data", "as_denoiser", "ScalarNoising",
            "as_noising", "sigma_hat", "time_of_sigma_hat", "DenoisingProblem", "StepNoise", "SamplerScheme",
-           "StepEnds", "ExponentialAdams", "DPMSolverPP2M", "DPMSolverPP2S", "DPMSolverPP3S", "EDMEuler", "EDMHeun", "Ancestral",
+           "StepEnds", "ExponentialAdams", "DPMSolverPP2M", "DPMSolverPP2S", "DPMSolverPP3S", "EDMEuler", "EDMHeun",
+           "Ancestral",
            "SAMPLERS"]

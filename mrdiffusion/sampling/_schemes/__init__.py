@@ -9,5 +9,5 @@ from .edm_euler import EDMEuler
 from .edm_heun import EDMHeun
 from .exponential_adams import ExponentialAdams
 
-__all__ = ["SamplerScheme", "StepEnds", "ExponentialAdams", "DPMSolverPP2M", "DPMSolverPP2S", "DPMSolverPP3S", "EDMEuler",
-           "EDMHeun", "Ancestral"]
+__all__ = ["SamplerScheme", "StepEnds", "ExponentialAdams", "DPMSolverPP2M", "DPMSolverPP2S", "DPMSolverPP3S",
+           "EDMEuler", "EDMHeun", "Ancestral"]
