@@ -93,16 +93,34 @@ def w2_error(x, mean, var):
     return float(w2sq.mean().sqrt())
 
 
-def exact_error(fn, x_T_law, mean, var):
-    """The error of a *deterministic* sampler without Monte-Carlo noise: the W2 of its exact output law.
+def exact_error(run, x_T_law, mean, var, calls):
+    """The error of a sampler without Monte-Carlo noise: the W2 of its exact output law.
 
-    With the exact denoiser of Gaussian data every deterministic sampler here is an affine map per coordinate,
-    ``x_0 = A x_T + B``; two starting states (the mean of ``x_T`` and the mean plus one standard deviation) give
-    ``A`` and ``B``, so the output law ``N(A m_T + B, A² v_T)`` is known exactly.
+    With the exact denoiser of Gaussian data every sampler here is affine per coordinate in the start and in
+    the noise it draws: ``x_0 = A x_T + B + Σ_j G_j ξ_j``. ``run(x, noise)`` runs the sampler from the
+    batch ``x`` with ``noise(scale)`` as its source of normals (each call one draw ``ξ_j``, times ``scale``).
+    Row 0 starts at the mean of ``x_T`` and gets no noise (it ends at the output mean), row 1 starts one
+    standard deviation higher (giving ``A``), row ``2 + j`` gets a unit draw at call ``j`` only (giving
+    ``G_j``); the output law is ``N(A m_T + B, A² v_T + Σ_j G_j²)``. ``calls`` bounds the draws.
     """
     m_T, sd_T = x_T_law
-    out = fn(torch.cat([m_T, m_T + sd_T]))
-    m, sd = out[0].reshape(-1), (out[1] - out[0]).reshape(-1).abs()
+    batch = 2 + calls
+    x = m_T.expand(batch, *m_T.shape[1:]).clone()
+    x[1] += sd_T[0]
+    count = [0]
+
+    def noise(scale=1.0):
+        if count[0] >= calls:
+            raise RuntimeError(f"exact_error: more than calls={calls} noise draws")
+        z = torch.zeros_like(x)
+        z[2 + count[0]] = scale
+        count[0] += 1
+        return z
+
+    out = run(x, noise)
+    m = out[0].reshape(-1)
+    dev = (out[1:] - out[0]).reshape(batch - 1, -1)
+    sd = dev.square().sum(0).sqrt()
     w2sq = (m - mean.reshape(-1)) ** 2 + (sd - var.reshape(-1).sqrt()) ** 2
     return float(w2sq.mean().sqrt()) if torch.isfinite(w2sq).all() else float("inf")
 
@@ -112,6 +130,11 @@ def floor(mean, var, n, seed, draws=8):
     errs = [w2_error(mean + var.sqrt() * torch.randn(n, *mean.shape, generator=gen, dtype=torch.float64), mean, var)
             for _ in range(draws)]
     return sum(errs) / len(errs)
+
+
+def _impulses(noise):
+    """A driver Brownian source ``(s, t) -> ΔW`` from ``noise(scale)``: one unit draw times ``√|t - s|``."""
+    return lambda s, t: noise(math.sqrt(abs(float(t) - float(s))))
 
 
 def _counted(fn):
@@ -131,14 +154,14 @@ def run_ours(nz, mean, var, x_T, nfe, seed, law):
             f = _counted(model)
             x0, info = sample(f, nz, x_T, nfe=nfe, solver=scheme, grid=grid, seed=seed)
             assert f.calls == info.nfe
-            exact = None if scheme.stochastic else exact_error(
-                lambda x: sample(model, nz, x, nfe=nfe, solver=scheme, grid=grid)[0], law, mean, var)
+            exact = exact_error(lambda x, noise: sample(model, nz, x, nfe=nfe, solver=scheme, grid=grid,
+                                                        brownian=_impulses(noise))[0], law, mean, var, 2 * nfe + 4)
             rows.append({"family": "ours", "sampler": repr(scheme), "grid": type(grid).__name__, "budget": nfe,
                          "nfe": info.nfe, "error": w2_error(x0, mean, var), "exact": exact})
     f = _counted(model)
     x0, info = sample(f, nz, x_T, nfe=nfe, seed=seed)
-    exact = None if DEFAULT_SOLVER.stochastic else exact_error(lambda x: sample(model, nz, x, nfe=nfe)[0], law, mean,
-                                                               var)
+    exact = exact_error(lambda x, noise: sample(model, nz, x, nfe=nfe, brownian=_impulses(noise))[0], law, mean,
+                        var, 2 * nfe + 4)
     rows.append({"family": "default", "sampler": repr(DEFAULT_SOLVER), "grid": type(DEFAULT_GRID).__name__,
                  "budget": nfe, "nfe": info.nfe, "error": w2_error(x0, mean, var), "exact": exact})
     return rows
@@ -153,12 +176,12 @@ def run_classical(nz, mean, var, x_T, nfe, seed, law):
             continue
         sde = getattr(nz, which)(score)
 
-        def solve(x):
+        def solve(x, noise=None):
             with torch.no_grad():
                 return solvers.sdeint(sde, x, [0.0, nz.T], getattr(solvers, name)(), dt=nz.T / steps, seed=seed,
-                                      max_abs=1e12)[-1]
+                                      max_abs=1e12, brownian=None if noise is None else _impulses(noise))[-1]
 
-        exact = exact_error(solve, law, mean, var) if which == "probability_flow" else None
+        exact = exact_error(solve, law, mean, var, steps + 2)
         rows.append({"family": "classical", "sampler": f"{name} on {which}()", "grid": "UniformTime",
                      "budget": nfe, "nfe": steps * per_step, "error": w2_error(solve(x_T), mean, var),
                      "exact": exact})
@@ -191,8 +214,10 @@ def run_kdiffusion(kd, nz, mean, var, x_T, nfe, seed, law):
             f = _counted(denoiser)
             with torch.no_grad():
                 x0 = getattr(kd, name)(f, x_T.clone(), sigmas, **kwargs)
-                exact = None if "noise_sampler" in kwargs else exact_error(
-                    lambda x: getattr(kd, name)(denoiser, x.clone(), sigmas, disable=True), law, mean, var)
+                exact = exact_error(
+                    lambda x, noise: getattr(kd, name)(denoiser, x.clone(), sigmas, **{
+                        **kwargs, **({"noise_sampler": lambda s, t: noise()} if "noise_sampler" in kwargs else {})}),
+                    law, mean, var, 2 * nfe + 4)
             rows.append({"family": "k-diffusion", "sampler": name, "grid": gname, "budget": nfe, "nfe": f.calls,
                          "error": w2_error(x0, mean, var), "exact": exact})
     return rows
@@ -233,7 +258,7 @@ def summarize(res, nfes):
             cells.append("–" if b is None else f"{b['error']:.4g} ({b['sampler']}, {b['grid']}, {b['nfe']})")
         out.append(f"| {n} | " + " | ".join(cells) + " |")
     out.append("")
-    out.append("Exact output law (deterministic samplers only, no Monte-Carlo noise; see `exact_error`):\n")
+    out.append("Exact output law (no Monte-Carlo noise; see `exact_error`):\n")
     out.append("| NFE budget | ours best (scheme, grid, NFE) | default | k-diffusion best | classical best |")
     out.append("|---|---|---|---|---|")
     for n in nfes:
