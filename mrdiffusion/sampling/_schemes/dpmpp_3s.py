@@ -1,5 +1,3 @@
-import math
-
 import torch
 
 from .._noising import sigma_hat
@@ -38,9 +36,9 @@ class DPMSolverPP3S(SamplerScheme):
     def __repr__(self):
         return "DPMSolverPP3S()"
 
-    def _stage(self, sde, u, h, frac, e, x, D):
-        """The time ``u_i`` at the fraction ``frac`` of the reference λ-step, its ``α, σ``, per-coordinate ``r h``
-        and the first-order state there."""
+    def _stage(self, sde, u, h, frac, e):
+        """The time ``u_i`` at the fraction ``frac`` of the reference λ-step, its ``α, σ`` and per-coordinate
+        ``λ_i - λ_s``."""
         sh1 = sigma_hat(sde.noising, sde.time(u), self.band)
         sh2 = sigma_hat(sde.noising, sde.time(u + h), self.band)
         ui = sde.time_at_sigma_hat(u, u + h, sh1 ** (1 - frac) * sh2 ** frac, band=self.band)
@@ -53,8 +51,8 @@ class DPMSolverPP3S(SamplerScheme):
         D = sde.denoise(u, x)
         if e.final:
             return (e.s2 / e.s1) * x - e.a2 * torch.expm1(-e.h) * D
-        u1, a1, s1, rh1 = self._stage(sde, u, h, 1 / 3, e, x, D)
-        u2, a2, s2, rh2 = self._stage(sde, u, h, 2 / 3, e, x, D)
+        u1, a1, s1, rh1 = self._stage(sde, u, h, 1 / 3, e)
+        u2, a2, s2, rh2 = self._stage(sde, u, h, 2 / 3, e)
         r1, r2 = rh1 / e.h, rh2 / e.h
         x1 = (s1 / e.s1) * x - a1 * torch.expm1(-rh1) * D
         D1 = sde.denoise(u1, x1, record=False)
