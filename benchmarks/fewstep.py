@@ -1,6 +1,6 @@
 """Few-step sampling against k-diffusion on Gaussian data with the exact score (issue 11).
 
-    python -m benchmarks.fewstep [--quick] [--out DIR] [--samples N] [--seed S]
+    python -m benchmarks.fewstep [--quick] [--out DIR] [--samples N] [--seed S] [--problems scalar,perband]
 
 Problem: Gaussian data on 16 Haar band coefficients (a 4×4 image, two Haar
 levels; variance ``2^{-1.5·level}``, random means), variance-exploding noising
@@ -42,8 +42,9 @@ import torch
 
 import solvers
 from mrdiffusion.processes import BandNoising, VESchedule, gaussian_denoiser, gaussian_score
-from mrdiffusion.sampling import (DEFAULT_GRID, DEFAULT_SOLVER, Ancestral, DPMSolverPP2M, DPMSolverPP2S, EDMEuler,
-                                  EDMHeun, EDMRho, ExponentialAdams, UniformLogSNR, UniformTime, sample)
+from mrdiffusion.sampling import (DEFAULT_GRID, DEFAULT_SOLVER, Ancestral, BandwiseEDMRho, DPMSolverPP2M,
+                                  DPMSolverPP2S, DPMSolverPP3S, EDMEuler, EDMHeun, EDMRho, ExponentialAdams,
+                                  UniformLogSNR, UniformTime, sample)
 
 from ._kdiffusion import VERSION as KD_VERSION
 from ._kdiffusion import load_sampling
@@ -51,10 +52,11 @@ from ._kdiffusion import load_sampling
 NFES = (5, 10, 20, 40, 80)
 SIGMA_MAX, SIGMA_MIN = 50.0, 0.002
 OUR_SCHEMES = (ExponentialAdams(1), ExponentialAdams(2), ExponentialAdams(3), ExponentialAdams(2, prediction="eps"),
-               ExponentialAdams(3, prediction="eps"), DPMSolverPP2M(), DPMSolverPP2S(),
+               ExponentialAdams(3, prediction="eps"), DPMSolverPP2M(), DPMSolverPP2S(), DPMSolverPP3S(),
                EDMEuler(), EDMHeun(), ExponentialAdams(1, eta=1.0), ExponentialAdams(2, eta=1.0),
                ExponentialAdams(3, eta=1.0), DPMSolverPP2M(eta=1.0), Ancestral())
-OUR_GRIDS = (UniformTime(), UniformLogSNR(sigma_min=SIGMA_MIN), EDMRho(sigma_min=SIGMA_MIN))
+OUR_GRIDS = (UniformTime(), UniformLogSNR(sigma_min=SIGMA_MIN), EDMRho(sigma_min=SIGMA_MIN),
+             BandwiseEDMRho(sigma_min=SIGMA_MIN))
 # k-diffusion sampler -> NFE used by `steps` steps ending at σ = 0
 KD_SAMPLERS = {"sample_euler": lambda s: s, "sample_heun": lambda s: 2 * s - 1, "sample_lms": lambda s: s,
                "sample_dpmpp_2m": lambda s: s, "sample_dpmpp_2m_sde": lambda s: s,
@@ -91,11 +93,48 @@ def w2_error(x, mean, var):
     return float(w2sq.mean().sqrt())
 
 
+def exact_error(run, x_T_law, mean, var, calls):
+    """The error of a sampler without Monte-Carlo noise: the W2 of its exact output law.
+
+    With the exact denoiser of Gaussian data every sampler here is affine per coordinate in the start and in
+    the noise it draws: ``x_0 = A x_T + B + Σ_j G_j ξ_j``. ``run(x, noise)`` runs the sampler from the
+    batch ``x`` with ``noise(scale)`` as its source of normals (each call one draw ``ξ_j``, times ``scale``).
+    Row 0 starts at the mean of ``x_T`` and gets no noise (it ends at the output mean), row 1 starts one
+    standard deviation higher (giving ``A``), row ``2 + j`` gets a unit draw at call ``j`` only (giving
+    ``G_j``); the output law is ``N(A m_T + B, A² v_T + Σ_j G_j²)``. ``calls`` bounds the draws.
+    """
+    m_T, sd_T = x_T_law
+    batch = 2 + calls
+    x = m_T.expand(batch, *m_T.shape[1:]).clone()
+    x[1] += sd_T[0]
+    count = [0]
+
+    def noise(scale=1.0):
+        if count[0] >= calls:
+            raise RuntimeError(f"exact_error: more than calls={calls} noise draws")
+        z = torch.zeros_like(x)
+        z[2 + count[0]] = scale
+        count[0] += 1
+        return z
+
+    out = run(x, noise)
+    m = out[0].reshape(-1)
+    dev = (out[1:] - out[0]).reshape(batch - 1, -1)
+    sd = dev.square().sum(0).sqrt()
+    w2sq = (m - mean.reshape(-1)) ** 2 + (sd - var.reshape(-1).sqrt()) ** 2
+    return float(w2sq.mean().sqrt()) if torch.isfinite(w2sq).all() else float("inf")
+
+
 def floor(mean, var, n, seed, draws=8):
     gen = torch.Generator().manual_seed(seed + 7919)
     errs = [w2_error(mean + var.sqrt() * torch.randn(n, *mean.shape, generator=gen, dtype=torch.float64), mean, var)
             for _ in range(draws)]
     return sum(errs) / len(errs)
+
+
+def _impulses(noise):
+    """A driver Brownian source ``(s, t) -> ΔW`` from ``noise(scale)``: one unit draw times ``√|t - s|``."""
+    return lambda s, t: noise(math.sqrt(abs(float(t) - float(s))))
 
 
 def _counted(fn):
@@ -107,7 +146,7 @@ def _counted(fn):
     return wrapped
 
 
-def run_ours(nz, mean, var, x_T, nfe, seed):
+def run_ours(nz, mean, var, x_T, nfe, seed, law):
     rows = []
     model = gaussian_denoiser(nz, mean, var)
     for scheme in OUR_SCHEMES:
@@ -115,16 +154,20 @@ def run_ours(nz, mean, var, x_T, nfe, seed):
             f = _counted(model)
             x0, info = sample(f, nz, x_T, nfe=nfe, solver=scheme, grid=grid, seed=seed)
             assert f.calls == info.nfe
+            exact = exact_error(lambda x, noise: sample(model, nz, x, nfe=nfe, solver=scheme, grid=grid,
+                                                        brownian=_impulses(noise))[0], law, mean, var, 2 * nfe + 4)
             rows.append({"family": "ours", "sampler": repr(scheme), "grid": type(grid).__name__, "budget": nfe,
-                         "nfe": info.nfe, "error": w2_error(x0, mean, var)})
+                         "nfe": info.nfe, "error": w2_error(x0, mean, var), "exact": exact})
     f = _counted(model)
     x0, info = sample(f, nz, x_T, nfe=nfe, seed=seed)
+    exact = exact_error(lambda x, noise: sample(model, nz, x, nfe=nfe, brownian=_impulses(noise))[0], law, mean,
+                        var, 2 * nfe + 4)
     rows.append({"family": "default", "sampler": repr(DEFAULT_SOLVER), "grid": type(DEFAULT_GRID).__name__,
-                 "budget": nfe, "nfe": info.nfe, "error": w2_error(x0, mean, var)})
+                 "budget": nfe, "nfe": info.nfe, "error": w2_error(x0, mean, var), "exact": exact})
     return rows
 
 
-def run_classical(nz, mean, var, x_T, nfe, seed):
+def run_classical(nz, mean, var, x_T, nfe, seed, law):
     rows = []
     score = gaussian_score(nz, mean, var)
     for name, which, per_step in CLASSICAL:
@@ -132,15 +175,20 @@ def run_classical(nz, mean, var, x_T, nfe, seed):
         if steps < 1:
             continue
         sde = getattr(nz, which)(score)
-        with torch.no_grad():
-            x0 = solvers.sdeint(sde, x_T, [0.0, nz.T], getattr(solvers, name)(), dt=nz.T / steps, seed=seed,
-                                max_abs=1e12)[-1]
+
+        def solve(x, noise=None):
+            with torch.no_grad():
+                return solvers.sdeint(sde, x, [0.0, nz.T], getattr(solvers, name)(), dt=nz.T / steps, seed=seed,
+                                      max_abs=1e12, brownian=None if noise is None else _impulses(noise))[-1]
+
+        exact = exact_error(solve, law, mean, var, steps + 2)
         rows.append({"family": "classical", "sampler": f"{name} on {which}()", "grid": "UniformTime",
-                     "budget": nfe, "nfe": steps * per_step, "error": w2_error(x0, mean, var)})
+                     "budget": nfe, "nfe": steps * per_step, "error": w2_error(solve(x_T), mean, var),
+                     "exact": exact})
     return rows
 
 
-def run_kdiffusion(kd, nz, mean, var, x_T, nfe, seed):
+def run_kdiffusion(kd, nz, mean, var, x_T, nfe, seed, law):
     rows = []
     D = gaussian_denoiser(nz, mean, var)
     t_of = {}
@@ -166,8 +214,12 @@ def run_kdiffusion(kd, nz, mean, var, x_T, nfe, seed):
             f = _counted(denoiser)
             with torch.no_grad():
                 x0 = getattr(kd, name)(f, x_T.clone(), sigmas, **kwargs)
+                exact = exact_error(
+                    lambda x, noise: getattr(kd, name)(denoiser, x.clone(), sigmas, **{
+                        **kwargs, **({"noise_sampler": lambda s, t: noise()} if "noise_sampler" in kwargs else {})}),
+                    law, mean, var, 2 * nfe + 4)
             rows.append({"family": "k-diffusion", "sampler": name, "grid": gname, "budget": nfe, "nfe": f.calls,
-                         "error": w2_error(x0, mean, var)})
+                         "error": w2_error(x0, mean, var), "exact": exact})
     return rows
 
 
@@ -176,19 +228,21 @@ def run(kind, samples, seed, nfes, kd):
     a, s = nz.alpha_sigma(nz.T)
     gen = torch.Generator().manual_seed(seed)
     eps = torch.randn(samples, 1, nz.layout.n, generator=gen, dtype=torch.float64)
-    x_T = a * mean + (a * a * var + s * s).sqrt() * eps  # exact marginal at t = T
+    law = (a * mean).reshape(1, 1, -1), (a * a * var + s * s).sqrt().reshape(1, 1, -1)
+    x_T = law[0] + law[1] * eps  # exact marginal at t = T
     rows = []
     for nfe in nfes:
-        rows += run_ours(nz, mean, var, x_T, nfe, seed)
-        rows += run_classical(nz, mean, var, x_T, nfe, seed)
+        rows += run_ours(nz, mean, var, x_T, nfe, seed, law)
+        rows += run_classical(nz, mean, var, x_T, nfe, seed, law)
         if kd is not None and kind == "scalar":
-            rows += run_kdiffusion(kd, nz, mean, var, x_T, nfe, seed)
+            rows += run_kdiffusion(kd, nz, mean, var, x_T, nfe, seed, law)
     return {"problem": kind, "samples": samples, "floor": floor(mean, var, samples, seed), "rows": rows}
 
 
-def best(rows, family, budget, key=None):
-    cand = [r for r in rows if r["family"] in family and r["budget"] == budget and (key is None or key(r))]
-    return min(cand, key=lambda r: r["error"]) if cand else None
+def best(rows, family, budget, key=None, by="error"):
+    cand = [r for r in rows if r["family"] in family and r["budget"] == budget and (key is None or key(r))
+            and r.get(by) is not None]
+    return min(cand, key=lambda r: r[by]) if cand else None
 
 
 def summarize(res, nfes):
@@ -204,6 +258,16 @@ def summarize(res, nfes):
             cells.append("–" if b is None else f"{b['error']:.4g} ({b['sampler']}, {b['grid']}, {b['nfe']})")
         out.append(f"| {n} | " + " | ".join(cells) + " |")
     out.append("")
+    out.append("Exact output law (no Monte-Carlo noise; see `exact_error`):\n")
+    out.append("| NFE budget | ours best (scheme, grid, NFE) | default | k-diffusion best | classical best |")
+    out.append("|---|---|---|---|---|")
+    for n in nfes:
+        cells = []
+        for fam in (("ours", "default"), ("default",), ("k-diffusion",), ("classical",)):
+            b = best(rows, fam, n, by="exact")
+            cells.append("–" if b is None else f"{b['exact']:.3g} ({b['sampler']}, {b['grid']}, {b['nfe']})")
+        out.append(f"| {n} | " + " | ".join(cells) + " |")
+    out.append("")
     out.append("| family | sampler | grid | " + " | ".join(f"NFE≤{n}" for n in nfes) + " |")
     out.append("|---|---|---|" + "---|" * len(nfes))
     keys = []
@@ -215,7 +279,8 @@ def summarize(res, nfes):
         vals = []
         for n in nfes:
             r = next((r for r in rows if (r["family"], r["sampler"], r["grid"]) == k and r["budget"] == n), None)
-            vals.append("–" if r is None else f"{r['error']:.3g} ({r['nfe']})")
+            ex = "" if r is None or r.get("exact") is None else f", exact {r['exact']:.3g}"
+            vals.append("–" if r is None else f"{r['error']:.3g} ({r['nfe']}{ex})")
         out.append(f"| {k[0]} | {k[1]} | {k[2]} | " + " | ".join(vals) + " |")
     return "\n".join(out) + "\n"
 
@@ -234,10 +299,15 @@ def plot(results, nfes, path):
         for fam, color in (("default", "C3"), ("ours", "C0"), ("k-diffusion", "C1"), ("classical", "C2")):
             pts = [(b["nfe"], b["error"]) for n in nfes if (b := best(rows, (fam,), n)) is not None]
             pts = [(x, y) for x, y in pts if math.isfinite(y)]
+            label = {"ours": "ours (best scheme × grid)", "default": "ours (default)",
+                     "k-diffusion": "k-diffusion (best sampler × grid)", "classical": "classical (best)"}[fam]
             if pts:
-                label = {"ours": "ours (best scheme × grid)", "default": "ours (default)",
-                         "k-diffusion": "k-diffusion (best sampler × grid)", "classical": "classical (best)"}[fam]
                 ax.plot(*zip(*pts), styles[fam], marker="o", color=color, label=label)
+            exact = [(b["nfe"], b["exact"]) for n in nfes if (b := best(rows, (fam,), n, by="exact")) is not None]
+            exact = [(x, y) for x, y in exact if math.isfinite(y) and y > 0]
+            if exact:
+                ax.plot(*zip(*exact), styles[fam], marker="o", mfc="white", lw=0.8, alpha=0.8, color=color,
+                        label=f"{label}, exact law")
         ax.axhline(res["floor"], color="k", lw=0.8, ls="-.", label=f"floor: exact samples ({res['samples']})")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -245,10 +315,10 @@ def plot(results, nfes, path):
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("model evaluations (NFE)")
-        ax.set_ylabel("RMS per-coordinate W2 to the data law")
+        ax.set_ylabel("RMS per-coordinate W2 to the data law\n(filled: sampled; hollow: exact, no sampling noise)")
         what = "one VE schedule" if res["problem"] == "scalar" else "per-band VE (fine bands noised faster)"
         ax.set_title(f"{res['problem']}: Gaussian data on 16 band coefficients,\n{what}, σ_max = 50", fontsize=10)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -260,17 +330,21 @@ def main(argv=None):
     ap.add_argument("--out", default="results/fewstep", help="output folder")
     ap.add_argument("--samples", type=int, default=None, help="samples per run (default 65536; quick: 512)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--problems", default="scalar,perband", help="comma-separated subset of scalar,perband")
     args = ap.parse_args(argv)
     samples = args.samples or (512 if args.quick else 65536)
     if samples < 2:
         raise SystemExit("--samples: need at least 2")
     nfes = (5, 10) if args.quick else NFES
+    kinds = [k.strip() for k in args.problems.split(",") if k.strip()]
+    if not kinds or any(k not in ("scalar", "perband") for k in kinds):
+        raise SystemExit(f"--problems: expected a comma-separated subset of scalar,perband, got {args.problems!r}")
     kd, why = load_sampling()
     if kd is None:
         print(f"k-diffusion skipped: {why}")
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
-    results = [run(kind, samples, args.seed, nfes, kd) for kind in ("scalar", "perband")]
+    results = [run(kind, samples, args.seed, nfes, kd) for kind in kinds]
     md = "\n".join(summarize(r, nfes) for r in results)
     meta = {"k_diffusion": None if kd is None else KD_VERSION, "seconds": time.perf_counter() - t0,
             "nfes": list(nfes), "default": {"solver": repr(DEFAULT_SOLVER), "grid": repr(DEFAULT_GRID)}}

@@ -39,6 +39,7 @@ SCHEMES = {
     "SRA1": SRA1,
     "ExponentialEuler": ExponentialEuler,
     "DriftImplicitEuler": DriftImplicitEuler,
+    "ExponentialHeun": ExponentialHeun,
     "RK4": RK4,
 }
 """Name → class table for command-line tools and config files."""

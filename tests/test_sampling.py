@@ -7,11 +7,12 @@ import torch
 
 import solvers
 from mrdiffusion.processes import BandNoising, EDMSchedule, VESchedule, VPSchedule, gaussian_denoiser
-from mrdiffusion.sampling import (Ancestral, ActivationRefined, DPMSolverPP2M, DPMSolverPP2S, EDMEuler, EDMHeun,
-                                  DenoisingProblem, EDMRho, ExponentialAdams, UniformLogSNR, UniformTime, from_data, sample, to_data)
+from mrdiffusion.sampling import (Ancestral, ActivationRefined, DPMSolverPP2M, DPMSolverPP2S, DPMSolverPP3S, EDMEuler,
+                                  EDMHeun, DenoisingProblem, EDMRho, ExponentialAdams, UniformLogSNR, UniformTime, from_data, sample, to_data)
 
 ODE_SCHEMES = [ExponentialAdams(1), ExponentialAdams(2), ExponentialAdams(3), ExponentialAdams(2, prediction="eps"),
-               ExponentialAdams(3, prediction="eps"), DPMSolverPP2M(), DPMSolverPP2S(), EDMEuler(), EDMHeun()]
+               ExponentialAdams(3, prediction="eps"), DPMSolverPP2M(), DPMSolverPP2S(), DPMSolverPP3S(), EDMEuler(),
+               EDMHeun()]
 
 
 def gaussian_problem(noising, seed=0):

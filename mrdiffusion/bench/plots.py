@@ -4,7 +4,8 @@
 2. ``instability.png``      RMS(Z_t) / exact RMS against t at a coarse step, activation times marked;
 3. ``diverged_heatmap.png`` diverged fraction per solver × step, instability ratio in each cell;
 4. ``stability_regions.png`` linear stability regions (from ``scheme.step``) and mean-square regions;
-5. ``sample_paths.png`` and ``band_images.png``: paths per band, and one sample's Haar bands over time.
+5. ``sample_paths.png`` and ``band_images.png``: paths per band, and one sample's Haar bands over time;
+6. ``error_vs_nfe.png``     exact weak error at T against NFE per scheme and time grid (``nfe.py``).
 """
 
 from __future__ import annotations
@@ -390,9 +391,47 @@ def plot_band_images(plt, out, config, ws, *, dt=1 / 64):
     return _save(fig, out, "band_images.png")
 
 
-def write_plots(out, config, records, ws):
+def plot_error_vs_nfe(plt, out, config, nfe_rows, *, floor=1e-15, ceiling=1e3):
+    """Exact weak error at T against NFE per scheme: uniform grid solid, activation-refined dashed."""
+    from .nfe import GRIDS, TOLERANCE
+
+    probs = [p.name for p in config.problems]
+    fig, axes = plt.subplots(1, len(probs), figsize=(4.6 * len(probs), 4.2), squeeze=False)
+    solvers_ = list(dict.fromkeys(r["solver"] for r in nfe_rows))
+    for ax, name in zip(axes[0], probs):
+        for s in solvers_:
+            st = solver_style(s)
+            for g, ls in zip(GRIDS, ("-", "--")):
+                rs = sorted((r for r in nfe_rows if (r["problem"], r["solver"], r["grid"]) == (name, s, g)),
+                            key=lambda r: r["nfe"])
+                pts = [(r["nfe"], min(max(r["weak_error"], floor), ceiling)) for r in rs if r["weak_error"] is not None]
+                if pts:
+                    ax.plot(*zip(*pts), color=st["color"], marker=st["marker"], ls=ls, lw=1.2, ms=4, alpha=0.85)
+        ax.axhline(TOLERANCE, color="0.4", lw=0.8, ls=":")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_ylim(floor / 3, ceiling * 3)
+        ax.set_title(f"{name}")
+        ax.set_xlabel("NFE (drift + diffusion evaluations)")
+        ax.set_ylabel("exact weak error at T (clipped to [1e-15, 1e3])")
+    handles = [plt.Line2D([], [], color=solver_style(s)["color"], marker=solver_style(s)["marker"], label=s)
+               for s in solvers_]
+    handles += [plt.Line2D([], [], color="0.3", ls="-", label="uniform grid"),
+                plt.Line2D([], [], color="0.3", ls="--", label="activation-refined grid"),
+                plt.Line2D([], [], color="0.4", ls=":", label=f"tolerance {TOLERANCE:g} (report table)")]
+    fig.legend(handles=handles, loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.02), frameon=False)
+    fig.suptitle("Error against NFE per time grid (exact law from impulse responses; round-off shown at 1e-15)",
+                 y=1.0)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.97))
+    return _save(fig, out, "error_vs_nfe.png")
+
+
+def write_plots(out, config, records, ws, nfe_rows=None):
     """Write every figure; return their paths."""
     plt = _setup()
-    return [plot_errors(plt, out, config, records), plot_instability(plt, out, config, records, ws),
-            plot_heatmap(plt, out, config, records), plot_stability(plt, out, config),
-            plot_paths(plt, out, config, ws), plot_band_images(plt, out, config, ws)]
+    paths = [plot_errors(plt, out, config, records), plot_instability(plt, out, config, records, ws),
+             plot_heatmap(plt, out, config, records), plot_stability(plt, out, config),
+             plot_paths(plt, out, config, ws), plot_band_images(plt, out, config, ws)]
+    if nfe_rows:
+        paths.append(plot_error_vs_nfe(plt, out, config, nfe_rows))
+    return paths

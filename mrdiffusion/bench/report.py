@@ -175,7 +175,27 @@ def stable_steps_table(config, records):
     return _table(["solver", "real stability interval x"] + [p.name for p in config.problems], rows)
 
 
-def write_report(out, config, records, references, crosschecks, meta, ws):
+def nfe_table(config, nfe_rows):
+    """Per problem and scheme: the cheapest NFE to the weak-error tolerance on each grid, and the error at the
+    largest budget."""
+    from .nfe import GRIDS, TOLERANCE, cheapest_nfe
+
+    rows = []
+    for p in config.problems:
+        for s in dict.fromkeys(r["solver"] for r in nfe_rows if r["problem"] == p.name):
+            cells = [p.name, s]
+            for g in GRIDS:
+                n = cheapest_nfe(nfe_rows, p.name, s, g, TOLERANCE)
+                last = max((r for r in nfe_rows if (r["problem"], r["solver"], r["grid"]) == (p.name, s, g)),
+                           key=lambda r: r["nfe"])
+                err = "diverged" if last["weak_error"] is None else _f(last["weak_error"])
+                cells.append(f"{'–' if n is None else n} ({err} at {last['nfe']})")
+            rows.append(cells)
+    return _table(["problem", "solver"] + [f"{g}: NFE to ≤ {TOLERANCE:g} (error at the largest NFE)"
+                                           for g in GRIDS], rows)
+
+
+def write_report(out, config, records, references, crosschecks, meta, ws, nfe_rows=None):
     """Write ``out/report.md``; return its text."""
     parts = ["# mrdiffusion bench: solvers near the point mass", ""]
     parts.append(f"Run {meta['finished']}, mrdiffusion {meta['mrdiffusion']}, torch {meta['torch']}, device "
@@ -227,6 +247,17 @@ def write_report(out, config, records, references, crosschecks, meta, ws):
     parts += ["", "## Largest stable step size near the point mass", "",
               "Measured per problem; `x` is each scheme's linear stability interval on the negative real axis "
               "(from `scheme.step` on x' = λx).", "", stable_steps_table(config, records)]
+    if nfe_rows:
+        from .nfe import NFE_STEPS
+
+        parts += ["", "## Error against NFE, per time grid (exact, no Monte-Carlo error)", "",
+                  "Every problem is linear with additive noise and these schemes are affine in (x, ΔW), so the "
+                  "law at T is computed exactly from impulse responses (`mrdiffusion/bench/nfe.py`). Weak error at "
+                  "T: largest over bands of the RMS standardised mean bias and the RMS relative variance error. "
+                  f"Budgets of {', '.join(map(str, NFE_STEPS))} steps on two grids from `mrdiffusion.sampling`: "
+                  "`uniform` (activation times added) and `activation-refined` (steps growing geometrically away "
+                  "from every activation). NFE as the driver counts it (drift + diffusion evaluations). Plot: "
+                  "`error_vs_nfe.png`.", "", nfe_table(config, nfe_rows)]
     parts += ["", "## Strong-error references", ""]
     rows = [[name, r["solver"], _fmt_dt(r["dt"]), _f(r["error_at_2dt"]), f"{r['wall_s']:.1f}"]
             for name, r in references.items()]
@@ -251,6 +282,8 @@ def write_report(out, config, records, references, crosschecks, meta, ws):
               "mean-square stability of EulerMaruyama and DriftImplicitEuler in the (hλ, hμ²) plane.",
               "- `sample_paths.png`: sample paths of one coefficient per band with the exact ±2 std envelope.",
               "- `band_images.png`: one sample's Haar bands over time, each reconstructed on the finest grid.",
+              "- `error_vs_nfe.png`: exact weak error at T against NFE per scheme, uniform grid solid, "
+              "activation-refined grid dashed.",
               "", "Linear stability factors R(z), z = hλ: "
               + "; ".join(f"{s}: {cls().stability_formula}" for s, cls in solvers.SCHEMES.items()), ""]
     text = "\n".join(parts)

@@ -9,7 +9,10 @@ writes, in ``out``:
 - ``results.json`` / ``results.csv`` — all records so far, rewritten
   atomically after every cell; final versions add the references and
   cross-checks;
-- ``report.md`` and the PNG plots (rank 0, at the end).
+- ``report.md`` and the PNG plots (rank 0, at the end);
+- in ``results.json``, ``nfe_study``: the exact weak error at ``T`` against
+  NFE per scheme and time grid (:mod:`~mrdiffusion.bench.nfe`; rank 0, at the
+  end, no Monte-Carlo error), plotted as ``error_vs_nfe.png``.
 
 Under ``torchrun`` (``WORLD_SIZE > 1`` in the environment) the process group
 is initialised here (gloo on CPU, nccl on CUDA), the pending cells are split
@@ -221,26 +224,33 @@ def _run(config: Config, out, resume, progress, log, dist):
     records = [merged[c.key] for c in cells]
     references = {name: {k: v for k, v in ref.items() if k != "ys"} for name, ref in ws.references.items()}
     crosschecks = []
-    phases = _Phases(progress, ["cross-checks"] * config.crosscheck + ["report"] + ["plots"] * config.plots)
+    phases = _Phases(progress, ["cross-checks"] * config.crosscheck + ["error vs NFE", "report"]
+                     + ["plots"] * config.plots)
     if config.crosscheck:
         from .crosscheck import run_crosschecks
 
         phases.start("cross-checks")
         crosschecks = run_crosschecks(config, log=log)
+    from .nfe import nfe_study
+
+    phases.start("error vs NFE")
+    nfe_rows = nfe_study(config, ws)
     meta = _meta(config, dist.world, time.perf_counter() - t_start)
-    _write_results(out, config, merged, cells, references=references, crosschecks=crosschecks, meta=meta)
+    _write_results(out, config, merged, cells, references=references, crosschecks=crosschecks, meta=meta,
+                   nfe_rows=nfe_rows)
     from .report import write_report
 
     phases.start("report")
-    write_report(out, config, records, references, crosschecks, meta, ws)
+    write_report(out, config, records, references, crosschecks, meta, ws, nfe_rows=nfe_rows)
     if config.plots:
         from .plots import write_plots
 
         phases.start("plots")
-        write_plots(out, config, records, ws)
+        write_plots(out, config, records, ws, nfe_rows=nfe_rows)
     phases.close()
     meta["wall_s"] = time.perf_counter() - t_start
-    _write_results(out, config, merged, cells, references=references, crosschecks=crosschecks, meta=meta)
+    _write_results(out, config, merged, cells, references=references, crosschecks=crosschecks, meta=meta,
+                   nfe_rows=nfe_rows)
     if log:
         log(f"mrdiffusion bench: done in {meta['wall_s']:.1f} s; report: {os.path.join(out, 'report.md')}")
     return {"out": out, "records": records, "references": references, "crosschecks": crosschecks, "meta": meta}
@@ -295,13 +305,15 @@ CSV_FIELDS = ("problem", "solver", "dt", "dt_label", "view", "paths", "strong_pa
               "stable", "nfe", "wall_s", "wall_total_s", "declared_strong_order", "declared_weak_order")
 
 
-def _write_results(out, config, by_key, cells, *, references=None, crosschecks=None, meta=None):
+def _write_results(out, config, by_key, cells, *, references=None, crosschecks=None, meta=None, nfe_rows=None):
     import csv
     import io
 
     records = [by_key[c.key] for c in cells if c.key in by_key]
     doc = {"records": records, "references": references or {}, "crosschecks": crosschecks or [],
            "meta": meta or {"partial": True}, "config": config.as_dict()}
+    if nfe_rows is not None:
+        doc["nfe_study"] = nfe_rows
     atomic_write(os.path.join(out, "results.json"), _json(doc))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")

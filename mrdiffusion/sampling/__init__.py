@@ -20,17 +20,18 @@ Example::
 """
 
 from ._api import DEFAULT_GRID, DEFAULT_SOLVER, SampleInfo, sample
-from ._grids import ActivationRefined, EDMRho, Grid, UniformLogSNR, UniformTime
+from ._grids import ActivationRefined, BandwiseEDMRho, EDMRho, Grid, UniformLogSNR, UniformTime
 from ._model import PREDICTIONS, as_denoiser, from_data, to_data
 from ._noising import ScalarNoising, as_noising, sigma_hat, time_of_sigma_hat
 from ._problem import DenoisingProblem, StepNoise
-from ._schemes import (Ancestral, DPMSolverPP2M, DPMSolverPP2S, EDMEuler, EDMHeun, ExponentialAdams,
+from ._schemes import (Ancestral, DPMSolverPP2M, DPMSolverPP2S, DPMSolverPP3S, EDMEuler, EDMHeun, ExponentialAdams,
                        SamplerScheme, StepEnds)
 
 SAMPLERS = {
     "ExponentialAdams": ExponentialAdams,
     "DPMSolverPP2M": DPMSolverPP2M,
     "DPMSolverPP2S": DPMSolverPP2S,
+    "DPMSolverPP3S": DPMSolverPP3S,
     "EDMEuler": EDMEuler,
     "EDMHeun": EDMHeun,
     "Ancestral": Ancestral,
@@ -38,7 +39,9 @@ SAMPLERS = {
 """Name → class table for command-line tools."""
 
 __all__ = ["sample", "SampleInfo", "DEFAULT_SOLVER", "DEFAULT_GRID", "Grid", "UniformTime", "UniformLogSNR",
-           "EDMRho", "ActivationRefined", "PREDICTIONS", "to_data", "from_data", "as_denoiser", "ScalarNoising",
+           "EDMRho", "BandwiseEDMRho", "ActivationRefined",
+           "PREDICTIONS", "to_data", "from_data", "as_denoiser", "ScalarNoising",
            "as_noising", "sigma_hat", "time_of_sigma_hat", "DenoisingProblem", "StepNoise", "SamplerScheme",
-           "StepEnds", "ExponentialAdams", "DPMSolverPP2M", "DPMSolverPP2S", "EDMEuler", "EDMHeun", "Ancestral",
+           "StepEnds", "ExponentialAdams", "DPMSolverPP2M", "DPMSolverPP2S", "DPMSolverPP3S", "EDMEuler", "EDMHeun",
+           "Ancestral",
            "SAMPLERS"]

@@ -18,8 +18,9 @@ __all__ = ["sample", "SampleInfo", "DEFAULT_SOLVER", "DEFAULT_GRID"]
 
 DEFAULT_SOLVER = ExponentialAdams(order=3, prediction="eps")
 """Third-order exponential Adams on the noise prediction (DPM-Solver(3M) / DEIS-AB3 in ``λ``), ODE: the most
-accurate scheme of ``python -m benchmarks.fewstep`` at 10 and 20 NFE (``docs/sampling.md``). For guided or
-thresholded sampling prefer the data-prediction form, ``ExponentialAdams(3)``."""
+accurate scheme of ``python -m benchmarks.fewstep`` at 10 NFE and within 1.3× of the best at 20
+(``docs/sampling.md``). For guided or thresholded sampling prefer the data-prediction form,
+``ExponentialAdams(3)``."""
 
 DEFAULT_GRID = EDMRho(rho=7.0, sigma_min=0.002)
 """Karras et al.'s ρ = 7 grid in the noisiest band's ``σ/α``, down to 0.002, then one step to ``σ = 0``."""

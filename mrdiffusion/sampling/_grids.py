@@ -11,12 +11,13 @@ its own ``λ``. When the end has ``σ = 0`` (``λ = +∞``, the usual
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
 from ._noising import sigma_hat, time_of_sigma_hat
 
-__all__ = ["Grid", "UniformTime", "UniformLogSNR", "EDMRho", "ActivationRefined"]
+__all__ = ["Grid", "UniformTime", "UniformLogSNR", "EDMRho", "BandwiseEDMRho", "ActivationRefined"]
 
 
 def _check_steps(steps):
@@ -94,6 +95,59 @@ class EDMRho(_NoiseLevelGrid):
     def levels(self, n, s_start, s_end):
         a, b = s_start ** (1 / self.rho), s_end ** (1 / self.rho)
         return [(a + (b - a) * k / n) ** self.rho for k in range(n + 1)]
+
+
+@dataclass(frozen=True)
+class BandwiseEDMRho(Grid):
+    """EDM's ρ grid for every Haar band at once: equal steps in the *largest* per-band change of ``σ̂_k^{1/ρ}``.
+
+    With per-band schedules each band ``k`` has its own ``σ̂_k(t)`` and passes
+    from noise to data at its own time; a ρ grid in one band's ``σ̂`` starves
+    the others. This grid places ``t_0 = t_start > … > t_n`` so that the
+    arc length ``s(t) = ∫ max_k |d σ̂_k^{1/ρ} / dt| dt`` has equal steps:
+    no band takes a step larger, in its own ρ-coordinate, than the common one,
+    and where one band is resolved the bands that move faster set the pace.
+    It depends on the schedules only, not on the data. With one schedule for
+    every band it *is* :class:`EDMRho` (delegated, same times). The span ends
+    where the noisiest band reaches ``sigma_min``, then one step to ``σ = 0``,
+    as :class:`EDMRho`. The arc is tabulated on ``table`` points geometric in
+    ``t`` and inverted by interpolation.
+    """
+
+    rho: float = 7.0
+    sigma_min: float = 0.002
+    table: int = 4000
+
+    def __call__(self, steps, t_start, t_end, noising=None):
+        _check_steps(steps)
+        if noising is None:
+            raise ValueError("noising: BandwiseEDMRho needs the noise schedule to place its times")
+        scheds = noising.schedules
+        single = EDMRho(self.rho, self.sigma_min)
+        if all(s == scheds[0] for s in scheds):
+            return single(steps, t_start, t_end, noising)
+        lo, hi = min(t_start, t_end), max(t_start, t_end)
+        to_zero = sigma_hat(noising, t_end) == 0.0
+        t_stop = time_of_sigma_hat(noising, self.sigma_min, lo, hi) if to_zero else t_end
+        n = steps - 1 if to_zero else steps
+        if n < 1 or not 0.0 < t_stop < t_start:
+            return single(steps, t_start, t_end, noising)
+        m = self.table
+        ts = [t_stop * (t_start / t_stop) ** (i / m) for i in range(m + 1)]
+        coords = [[(math.sqrt(max(s.var(t), 0.0)) / s.alpha(t)) ** (1.0 / self.rho) for s in scheds] for t in ts]
+        arc = [0.0]
+        for a, b in zip(coords, coords[1:]):
+            arc.append(arc[-1] + max(abs(x - y) for x, y in zip(a, b)))
+        out = [t_start]
+        for j in range(1, n):
+            target = arc[-1] * (1.0 - j / n)
+            i = min(max(bisect.bisect_left(arc, target), 1), m)
+            f = (target - arc[i - 1]) / (arc[i] - arc[i - 1]) if arc[i] > arc[i - 1] else 0.0
+            out.append(ts[i - 1] * (ts[i] / ts[i - 1]) ** f)
+        out.append(t_stop)
+        if to_zero:
+            out.append(t_end)
+        return out
 
 
 @dataclass(frozen=True)

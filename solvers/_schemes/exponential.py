@@ -32,7 +32,8 @@ def phi(k, z):
     big = torch.expm1(zl) / zl
     for j in range(1, k):
         big = (big - 1.0 / math.factorial(j)) / zl
-    big = torch.where(torch.isinf(zl) & (zl < 0), torch.zeros_like(z), big)
+    negative = (zl.real if zl.is_complex() else zl) < 0
+    big = torch.where(torch.isinf(zl) & negative, torch.zeros_like(z), big)
     return torch.where(small, series, big)
 
 

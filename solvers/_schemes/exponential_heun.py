@@ -72,7 +72,8 @@ class ExponentialHeun(ItoScheme):
             lam, var = sde.linear_transition(t, t + h)
         else:
             a = sde.linear(t + 0.5 * h)
-            lam, var = h * torch.as_tensor(a, dtype=torch.float64), None
+            a = torch.as_tensor(a)
+            lam, var = h * (a if a.is_complex() else a.to(torch.float64)), None
         lam = torch.as_tensor(lam).to(dtype=x.dtype, device=x.device)
         if hasattr(sde, "nonlinear_weight"):
             if var is None:
