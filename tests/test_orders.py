@@ -48,7 +48,7 @@ def all_schemes():
     return [solvers.EulerMaruyama(), solvers.TwoStepEuler(), solvers.Heun(), solvers.Milstein(), solvers.SRA1(),
             solvers.ExponentialEuler(), solvers.DriftImplicitEuler(), solvers.DriftImplicitEuler(theta=0.5),
             solvers.RK4(), solvers.StratonovichHeun(), solvers.StratonovichMidpoint(),
-            solvers.DerivativeFreeMilstein()]
+            solvers.DerivativeFreeMilstein(), solvers.ExponentialHeun()]
 
 
 # ----------------------------------------------------------------------------- problems
