@@ -57,9 +57,6 @@ class SamplerScheme(solvers.Scheme):
             return max(1, 1 + (nfe - self.final_evals) // self.evals_per_step)
         return max(1, nfe // self.evals_per_step)
 
-    def model_evals(self, steps, to_zero=True):
-        return (steps - 1) * self.evals_per_step + (self.final_evals if to_zero else self.evals_per_step)
-
     @staticmethod
     def xi(dW, h):
         return dW / math.sqrt(h)
