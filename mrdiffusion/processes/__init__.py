@@ -13,8 +13,10 @@
 from ._band import BandProcess
 from .gaussian import GaussianReverseProcess
 from .linear import LinearBandProcess, StiffPointMassProcess
-from .noising import BandNoising, EDMSchedule, VESchedule, VPSchedule, gaussian_denoiser, gaussian_score
+from .noising import (BandNoising, EDMSchedule, VESchedule, VPSchedule, gaussian_denoiser, gaussian_mixture_denoiser,
+                      gaussian_score)
 from .scalar import LinearTestEquation
 
 __all__ = ["BandProcess", "LinearBandProcess", "StiffPointMassProcess", "GaussianReverseProcess", "BandNoising",
-           "VPSchedule", "VESchedule", "EDMSchedule", "gaussian_score", "gaussian_denoiser", "LinearTestEquation"]
+           "VPSchedule", "VESchedule", "EDMSchedule", "gaussian_score", "gaussian_denoiser", "gaussian_mixture_denoiser",
+           "LinearTestEquation"]

@@ -114,6 +114,58 @@ def gaussian_score(noising, mean, var):
     return score
 
 
+def gaussian_mixture_denoiser(noising, weights, means, variances):
+    """Exact ``D(x, t) = E[x_0 | x_t]`` for a mixture of Gaussians with diagonal covariances.
+
+    ``weights`` ``(K,)`` (positive, normalised here), ``means`` and
+    ``variances`` ``(K, *event)`` (variances > 0). Under ``x_t = α x_0 + σ ε``
+    component ``k`` has ``x_t ~ N(α μ_k, α² v_k + σ²)`` per coordinate, so with
+    the posterior responsibilities ``r_k(x) ∝ w_k N(x; α μ_k, α² v_k + σ²)``
+    (a softmax over ``k`` of log densities summed over the event),
+
+    ``D = Σ_k r_k [μ_k + α v_k / (α² v_k + σ²) · (x - α μ_k)]``.
+
+    A nonlinear denoiser whose flow is known only numerically: the few-step
+    benchmark's check that a sampler is accurate beyond the linear (Gaussian)
+    case. At ``σ = 0`` it is ``x / α`` exactly. ``noising`` is a
+    :class:`BandNoising` (per-coefficient ``α``, ``σ``) or anything with
+    ``alpha_sigma``.
+    """
+    w, mu, var = _mixture_args(weights, means, variances)
+
+    def denoise(x, t):
+        a, s = noising.alpha_sigma(t, like=x)
+        m, v = mu.to(x), var.to(x)
+        logr = _mixture_log_joint(x, a, s, torch.log(w.to(x)), m, v)
+        r = torch.softmax(logr, dim=0)  # (K, batch)
+        comp = m.unsqueeze(1) + (a * v / (a * a * v + s * s)).unsqueeze(1) * (x.unsqueeze(0) - (a * m).unsqueeze(1))
+        return (r.reshape(*r.shape, *([1] * (x.ndim - 1))) * comp).sum(0)
+
+    return denoise
+
+
+def _mixture_args(weights, means, variances):
+    w = torch.as_tensor(weights, dtype=torch.float64)
+    mu = torch.as_tensor(means, dtype=torch.float64)
+    var = torch.as_tensor(variances, dtype=torch.float64)
+    if w.ndim != 1 or w.numel() < 1 or not bool((w > 0).all()):
+        raise ValueError(f"weights: expected a 1-d tensor of K > 0 positive numbers, got shape {tuple(w.shape)}")
+    if mu.shape != var.shape or mu.ndim < 2 or mu.shape[0] != w.numel():
+        raise ValueError(f"means, variances: expected the same shape (K, *event) with K = {w.numel()}, got "
+                         f"{tuple(mu.shape)} and {tuple(var.shape)}")
+    if not bool((var > 0).all()):
+        raise ValueError("variances: expected every component variance > 0")
+    return w / w.sum(), mu, var
+
+
+def _mixture_log_joint(x, a, s, logw, m, v):
+    """``log w_k + log N(x; α μ_k, α² v_k + σ²)`` summed over the event, shape ``(K, batch)``."""
+    tot = a * a * v + s * s  # (K, *event)
+    d = x.unsqueeze(0) - (a * m).unsqueeze(1)  # (K, batch, *event)
+    ll = -0.5 * (d * d / tot.unsqueeze(1) + torch.log(2 * math.pi * tot).unsqueeze(1))
+    return logw.reshape(-1, 1) + ll.flatten(2).sum(-1)
+
+
 class BandNoising(solvers.SDE):
     """Forward noising of data on a grid, per Haar band, as a diagonal SDE on packed band coefficients.
 
