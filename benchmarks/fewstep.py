@@ -94,7 +94,14 @@ def w2_error(x, mean, var):
 
 
 def exact_error(run, x_T_law, mean, var, calls):
-    """The error of a sampler without Monte-Carlo noise: the W2 of its exact output law.
+    """The error of a sampler without Monte-Carlo noise: the W2 of its exact output law (:func:`exact_law`)."""
+    m, sd = exact_law(run, x_T_law, calls)
+    w2sq = (m - mean.reshape(-1)) ** 2 + (sd - var.reshape(-1).sqrt()) ** 2
+    return float(w2sq.mean().sqrt()) if torch.isfinite(w2sq).all() else float("inf")
+
+
+def exact_law(run, x_T_law, calls):
+    """A sampler's exact output law, per coordinate: ``(mean, sd)``, each flat, from impulse responses.
 
     With the exact denoiser of Gaussian data every sampler here is affine per coordinate in the start and in
     the noise it draws: ``x_0 = A x_T + B + Σ_j G_j ξ_j``. ``run(x, noise)`` runs the sampler from the
@@ -118,11 +125,8 @@ def exact_error(run, x_T_law, mean, var, calls):
         return z
 
     out = run(x, noise)
-    m = out[0].reshape(-1)
     dev = (out[1:] - out[0]).reshape(batch - 1, -1)
-    sd = dev.square().sum(0).sqrt()
-    w2sq = (m - mean.reshape(-1)) ** 2 + (sd - var.reshape(-1).sqrt()) ** 2
-    return float(w2sq.mean().sqrt()) if torch.isfinite(w2sq).all() else float("inf")
+    return out[0].reshape(-1), dev.square().sum(0).sqrt()
 
 
 def floor(mean, var, n, seed, draws=8):
