@@ -141,12 +141,9 @@ def exact_law(run, x_T_law, calls):
 def floor(mean, var, n, seed, draws=8, lhs=False):
     """The sampled error of ``n`` exact data samples (i.i.d., or Latin hypercube with ``lhs``), mean of ``draws``."""
     gen = torch.Generator().manual_seed(seed + 7919)
-    if lhs:
-        errs = [w2_error(latin_hypercube_normal(n, mean, var.sqrt(), generator=gen), mean, var) for _ in range(draws)]
-    else:
-        errs = [w2_error(mean + var.sqrt() * torch.randn(n, *mean.shape, generator=gen, dtype=torch.float64),
-                         mean, var) for _ in range(draws)]
-    return sum(errs) / len(errs)
+    draw = ((lambda: latin_hypercube_normal(n, mean, var.sqrt(), generator=gen)) if lhs else
+            (lambda: mean + var.sqrt() * torch.randn(n, *mean.shape, generator=gen, dtype=torch.float64)))
+    return sum(w2_error(draw(), mean, var) for _ in range(draws)) / draws
 
 
 def sampled_errors(solve, starts, mean, var):
@@ -349,7 +346,7 @@ def plot(results, nfes, path):
         handles += [Line2D([], [], color="k", ls="none", label=lab, **{k: v for k, v in st.items() if k != "lw"})
                     for st, lab in metrics.values()]
         handles += [Line2D([], [], color="k", lw=0.8, ls="-.", label=f"floor: i.i.d. data samples ({res['samples']})"),
-                    Line2D([], [], color="0.5", lw=0.8, ls="-.", label="floor: LHS data samples")]
+                    Line2D([], [], color="0.5", lw=0.8, ls="-.", label=f"floor: LHS data samples ({res['samples']})")]
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(list(nfes))
