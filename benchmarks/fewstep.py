@@ -181,9 +181,9 @@ def run_ours(nz, mean, var, starts, nfe, seed, law):
         assert f.calls == sum(used) and len(set(used)) == 1
         exact = exact_error(lambda x, noise: sample(model, nz, x, nfe=nfe, brownian=_impulses(noise), **kw)[0],
                             law, mean, var, 2 * nfe + 4)
-        rows.append({"family": family, "sampler": repr(scheme or DEFAULT_SOLVER),
-                     "grid": type(grid or DEFAULT_GRID).__name__, "budget": nfe, "nfe": used[0], **errors,
-                     "exact": exact})
+        scheme, grid = (DEFAULT_SOLVER, DEFAULT_GRID) if scheme is None else (scheme, grid)
+        rows.append({"family": family, "sampler": repr(scheme), "grid": type(grid).__name__, "budget": nfe,
+                     "nfe": used[0], **errors, "exact": exact})
     return rows
 
 
