@@ -14,6 +14,13 @@ the NFE actually used. Error: the RMS over coordinates of the per-coordinate
 the samples estimate). The *floor* is the same error for exact data samples
 of the same size (its mean over 8 draws): no sampler can be told apart below it.
 
+Two sampled errors per row, on the same noise seeds: ``error`` from i.i.d. starts and ``error_lhs`` from Latin
+hypercube starts (:mod:`benchmarks._lhs`: one start per equal-probability stratum of each coordinate, each start
+still an exact draw of the marginal at ``σ_max``). LHS starts have nearly exact per-coordinate moments, so a
+deterministic sampler here (affine and monotone per coordinate) has ``error_lhs`` close to its exact-law error
+(``exact``), down to the *LHS floor* (the same metric on LHS samples of the data law) far below the i.i.d. floor;
+a stochastic sampler keeps the Monte-Carlo noise of its own draws.
+
 Contenders, all in this process on the same samples:
 - ours: every :mod:`mrdiffusion.sampling` scheme × grid (uniform t, uniform
   log-SNR, EDM ρ = 7);
@@ -27,7 +34,7 @@ A second problem, ``perband``, noises fine bands faster than coarse ones (one
 VE schedule per Haar level); k-diffusion cannot express it and is not run there.
 
 Writes ``DIR/fewstep.json``, ``DIR/fewstep.md`` (also printed) and
-``DIR/fewstep.png`` (error against NFE, log–log, floor marked).
+``DIR/fewstep.png`` (error against NFE, log–log, floors marked).
 """
 
 from __future__ import annotations
@@ -48,9 +55,11 @@ from mrdiffusion.sampling import (DEFAULT_GRID, DEFAULT_SOLVER, Ancestral, Bandw
 
 from ._kdiffusion import VERSION as KD_VERSION
 from ._kdiffusion import load_sampling
+from ._lhs import latin_hypercube_normal
 
 NFES = (5, 10, 20, 40, 80)
 SIGMA_MAX, SIGMA_MIN = 50.0, 0.002
+LHS_SEED_OFFSET = 104729  # the LHS starts draw from seed + this, apart from the i.i.d. starts' stream
 OUR_SCHEMES = (ExponentialAdams(1), ExponentialAdams(2), ExponentialAdams(3), ExponentialAdams(2, prediction="eps"),
                ExponentialAdams(3, prediction="eps"), DPMSolverPP2M(), DPMSolverPP2S(), DPMSolverPP3S(),
                EDMEuler(), EDMHeun(), ExponentialAdams(1, eta=1.0), ExponentialAdams(2, eta=1.0),
@@ -94,7 +103,14 @@ def w2_error(x, mean, var):
 
 
 def exact_error(run, x_T_law, mean, var, calls):
-    """The error of a sampler without Monte-Carlo noise: the W2 of its exact output law.
+    """The error of a sampler without Monte-Carlo noise: the W2 of its exact output law (:func:`exact_law`)."""
+    m, sd = exact_law(run, x_T_law, calls)
+    w2sq = (m - mean.reshape(-1)) ** 2 + (sd - var.reshape(-1).sqrt()) ** 2
+    return float(w2sq.mean().sqrt()) if torch.isfinite(w2sq).all() else float("inf")
+
+
+def exact_law(run, x_T_law, calls):
+    """A sampler's exact output law, per coordinate: ``(mean, sd)``, each flat, from impulse responses.
 
     With the exact denoiser of Gaussian data every sampler here is affine per coordinate in the start and in
     the noise it draws: ``x_0 = A x_T + B + Σ_j G_j ξ_j``. ``run(x, noise)`` runs the sampler from the
@@ -118,18 +134,21 @@ def exact_error(run, x_T_law, mean, var, calls):
         return z
 
     out = run(x, noise)
-    m = out[0].reshape(-1)
     dev = (out[1:] - out[0]).reshape(batch - 1, -1)
-    sd = dev.square().sum(0).sqrt()
-    w2sq = (m - mean.reshape(-1)) ** 2 + (sd - var.reshape(-1).sqrt()) ** 2
-    return float(w2sq.mean().sqrt()) if torch.isfinite(w2sq).all() else float("inf")
+    return out[0].reshape(-1), dev.square().sum(0).sqrt()
 
 
-def floor(mean, var, n, seed, draws=8):
+def floor(mean, var, n, seed, draws=8, lhs=False):
+    """The sampled error of ``n`` exact data samples (i.i.d., or Latin hypercube with ``lhs``), mean of ``draws``."""
     gen = torch.Generator().manual_seed(seed + 7919)
-    errs = [w2_error(mean + var.sqrt() * torch.randn(n, *mean.shape, generator=gen, dtype=torch.float64), mean, var)
-            for _ in range(draws)]
-    return sum(errs) / len(errs)
+    draw = ((lambda: latin_hypercube_normal(n, mean, var.sqrt(), generator=gen)) if lhs else
+            (lambda: mean + var.sqrt() * torch.randn(n, *mean.shape, generator=gen, dtype=torch.float64)))
+    return sum(w2_error(draw(), mean, var) for _ in range(draws)) / draws
+
+
+def sampled_errors(solve, starts, mean, var):
+    """``{key: error of solve(x_T)}`` for each kind of start in ``starts`` (``"error"``: i.i.d., ``"error_lhs"``)."""
+    return {key: w2_error(solve(x_T), mean, var) for key, x_T in starts.items()}
 
 
 def _impulses(noise):
@@ -146,28 +165,29 @@ def _counted(fn):
     return wrapped
 
 
-def run_ours(nz, mean, var, x_T, nfe, seed, law):
+def run_ours(nz, mean, var, starts, nfe, seed, law):
     rows = []
     model = gaussian_denoiser(nz, mean, var)
-    for scheme in OUR_SCHEMES:
-        for grid in OUR_GRIDS:
-            f = _counted(model)
-            x0, info = sample(f, nz, x_T, nfe=nfe, solver=scheme, grid=grid, seed=seed)
-            assert f.calls == info.nfe
-            exact = exact_error(lambda x, noise: sample(model, nz, x, nfe=nfe, solver=scheme, grid=grid,
-                                                        brownian=_impulses(noise))[0], law, mean, var, 2 * nfe + 4)
-            rows.append({"family": "ours", "sampler": repr(scheme), "grid": type(grid).__name__, "budget": nfe,
-                         "nfe": info.nfe, "error": w2_error(x0, mean, var), "exact": exact})
-    f = _counted(model)
-    x0, info = sample(f, nz, x_T, nfe=nfe, seed=seed)
-    exact = exact_error(lambda x, noise: sample(model, nz, x, nfe=nfe, brownian=_impulses(noise))[0], law, mean,
-                        var, 2 * nfe + 4)
-    rows.append({"family": "default", "sampler": repr(DEFAULT_SOLVER), "grid": type(DEFAULT_GRID).__name__,
-                 "budget": nfe, "nfe": info.nfe, "error": w2_error(x0, mean, var), "exact": exact})
+    for family, scheme, grid in [("ours", s, g) for s in OUR_SCHEMES for g in OUR_GRIDS] + [("default", None, None)]:
+        kw = {} if scheme is None else {"solver": scheme, "grid": grid}
+        f, used = _counted(model), []
+
+        def solve(x):
+            x0, info = sample(f, nz, x, nfe=nfe, seed=seed, **kw)
+            used.append(info.nfe)
+            return x0
+
+        errors = sampled_errors(solve, starts, mean, var)
+        assert f.calls == sum(used) and len(set(used)) == 1
+        exact = exact_error(lambda x, noise: sample(model, nz, x, nfe=nfe, brownian=_impulses(noise), **kw)[0],
+                            law, mean, var, 2 * nfe + 4)
+        scheme, grid = (DEFAULT_SOLVER, DEFAULT_GRID) if scheme is None else (scheme, grid)
+        rows.append({"family": family, "sampler": repr(scheme), "grid": type(grid).__name__, "budget": nfe,
+                     "nfe": used[0], **errors, "exact": exact})
     return rows
 
 
-def run_classical(nz, mean, var, x_T, nfe, seed, law):
+def run_classical(nz, mean, var, starts, nfe, seed, law):
     rows = []
     score = gaussian_score(nz, mean, var)
     for name, which, per_step in CLASSICAL:
@@ -183,12 +203,12 @@ def run_classical(nz, mean, var, x_T, nfe, seed, law):
 
         exact = exact_error(solve, law, mean, var, steps + 2)
         rows.append({"family": "classical", "sampler": f"{name} on {which}()", "grid": "UniformTime",
-                     "budget": nfe, "nfe": steps * per_step, "error": w2_error(solve(x_T), mean, var),
+                     "budget": nfe, "nfe": steps * per_step, **sampled_errors(solve, starts, mean, var),
                      "exact": exact})
     return rows
 
 
-def run_kdiffusion(kd, nz, mean, var, x_T, nfe, seed, law):
+def run_kdiffusion(kd, nz, mean, var, starts, nfe, seed, law):
     rows = []
     D = gaussian_denoiser(nz, mean, var)
     t_of = {}
@@ -207,19 +227,23 @@ def run_kdiffusion(kd, nz, mean, var, x_T, nfe, seed, law):
         steps = max(s for s in range(1, nfe + 2) if nfe_of(s) <= nfe or s == 1)
         for gname, make in grids.items():
             sigmas = make(steps).to(torch.float64)
-            gen = torch.Generator().manual_seed(seed)
-            kwargs = {"disable": True}
-            if name not in ("sample_euler", "sample_heun", "sample_lms", "sample_dpmpp_2m"):
-                kwargs["noise_sampler"] = lambda s, t: torch.randn(x_T.shape, generator=gen, dtype=x_T.dtype)
+            stochastic = name not in ("sample_euler", "sample_heun", "sample_lms", "sample_dpmpp_2m")
             f = _counted(denoiser)
+
+            def run_kd(model, x, normal):
+                extra = {"noise_sampler": lambda s, t: normal(x)} if stochastic else {}
+                return getattr(kd, name)(model, x.clone(), sigmas, disable=True, **extra)
+
+            def solve(x_T):  # every kind of start gets the same noise: a generator seeded afresh per run
+                gen = torch.Generator().manual_seed(seed)
+                return run_kd(f, x_T, lambda x: torch.randn(x.shape, generator=gen, dtype=x.dtype))
+
             with torch.no_grad():
-                x0 = getattr(kd, name)(f, x_T.clone(), sigmas, **kwargs)
-                exact = exact_error(
-                    lambda x, noise: getattr(kd, name)(denoiser, x.clone(), sigmas, **{
-                        **kwargs, **({"noise_sampler": lambda s, t: noise()} if "noise_sampler" in kwargs else {})}),
-                    law, mean, var, 2 * nfe + 4)
-            rows.append({"family": "k-diffusion", "sampler": name, "grid": gname, "budget": nfe, "nfe": f.calls,
-                         "error": w2_error(x0, mean, var), "exact": exact})
+                errors = sampled_errors(solve, starts, mean, var)
+                exact = exact_error(lambda x, noise: run_kd(denoiser, x, lambda _: noise()), law, mean, var,
+                                    2 * nfe + 4)
+            rows.append({"family": "k-diffusion", "sampler": name, "grid": gname, "budget": nfe,
+                         "nfe": f.calls // len(starts), **errors, "exact": exact})
     return rows
 
 
@@ -230,13 +254,17 @@ def run(kind, samples, seed, nfes, kd):
     eps = torch.randn(samples, 1, nz.layout.n, generator=gen, dtype=torch.float64)
     law = (a * mean).reshape(1, 1, -1), (a * a * var + s * s).sqrt().reshape(1, 1, -1)
     x_T = law[0] + law[1] * eps  # exact marginal at t = T
+    # the same marginal, Latin hypercube: one start per stratum of each coordinate (its own stream of the seed)
+    x_T_lhs = latin_hypercube_normal(samples, *law, generator=torch.Generator().manual_seed(seed + LHS_SEED_OFFSET))
+    starts = {"error": x_T, "error_lhs": x_T_lhs}
     rows = []
     for nfe in nfes:
-        rows += run_ours(nz, mean, var, x_T, nfe, seed, law)
-        rows += run_classical(nz, mean, var, x_T, nfe, seed, law)
+        rows += run_ours(nz, mean, var, starts, nfe, seed, law)
+        rows += run_classical(nz, mean, var, starts, nfe, seed, law)
         if kd is not None and kind == "scalar":
-            rows += run_kdiffusion(kd, nz, mean, var, x_T, nfe, seed, law)
-    return {"problem": kind, "samples": samples, "floor": floor(mean, var, samples, seed), "rows": rows}
+            rows += run_kdiffusion(kd, nz, mean, var, starts, nfe, seed, law)
+    return {"problem": kind, "samples": samples, "floor": floor(mean, var, samples, seed),
+            "floor_lhs": floor(mean, var, samples, seed, lhs=True), "rows": rows}
 
 
 def best(rows, family, budget, key=None, by="error"):
@@ -245,29 +273,29 @@ def best(rows, family, budget, key=None, by="error"):
     return min(cand, key=lambda r: r[by]) if cand else None
 
 
+def _best_table(rows, nfes, by, digits):
+    """Markdown rows: per NFE budget, the best of each family by the column ``by``."""
+    out = ["| NFE budget | ours best (scheme, grid, NFE) | default | k-diffusion best | classical best |",
+           "|---|---|---|---|---|"]
+    for n in nfes:
+        cells = []
+        for fam in (("ours", "default"), ("default",), ("k-diffusion",), ("classical",)):
+            b = best(rows, fam, n, by=by)
+            cells.append("–" if b is None else f"{b[by]:.{digits}g} ({b['sampler']}, {b['grid']}, {b['nfe']})")
+        out.append(f"| {n} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
 def summarize(res, nfes):
-    """Markdown: best of each family per NFE, the targets, then every row."""
+    """Markdown: best of each family per NFE (sampled i.i.d., exact, sampled LHS), then every row."""
     rows, out = res["rows"], []
-    out.append(f"### problem `{res['problem']}` — {res['samples']} samples, floor {res['floor']:.4f}\n")
-    out.append("| NFE budget | ours best (scheme, grid, NFE) | default | k-diffusion best | classical best |")
-    out.append("|---|---|---|---|---|")
-    for n in nfes:
-        cells = []
-        for fam in (("ours", "default"), ("default",), ("k-diffusion",), ("classical",)):
-            b = best(rows, fam, n)
-            cells.append("–" if b is None else f"{b['error']:.4g} ({b['sampler']}, {b['grid']}, {b['nfe']})")
-        out.append(f"| {n} | " + " | ".join(cells) + " |")
-    out.append("")
+    out.append(f"### problem `{res['problem']}` — {res['samples']} samples, floor {res['floor']:.4f}, "
+               f"LHS floor {res['floor_lhs']:.2g}\n")
+    out += _best_table(rows, nfes, "error", 4)
     out.append("Exact output law (no Monte-Carlo noise; see `exact_error`):\n")
-    out.append("| NFE budget | ours best (scheme, grid, NFE) | default | k-diffusion best | classical best |")
-    out.append("|---|---|---|---|---|")
-    for n in nfes:
-        cells = []
-        for fam in (("ours", "default"), ("default",), ("k-diffusion",), ("classical",)):
-            b = best(rows, fam, n, by="exact")
-            cells.append("–" if b is None else f"{b['exact']:.3g} ({b['sampler']}, {b['grid']}, {b['nfe']})")
-        out.append(f"| {n} | " + " | ".join(cells) + " |")
-    out.append("")
+    out += _best_table(rows, nfes, "exact", 3)
+    out.append(f"Latin hypercube starts (sampled, same noise; floor {res['floor_lhs']:.2g}; see `benchmarks._lhs`):\n")
+    out += _best_table(rows, nfes, "error_lhs", 3)
     out.append("| family | sampler | grid | " + " | ".join(f"NFE≤{n}" for n in nfes) + " |")
     out.append("|---|---|---|" + "---|" * len(nfes))
     keys = []
@@ -280,6 +308,7 @@ def summarize(res, nfes):
         for n in nfes:
             r = next((r for r in rows if (r["family"], r["sampler"], r["grid"]) == k and r["budget"] == n), None)
             ex = "" if r is None or r.get("exact") is None else f", exact {r['exact']:.3g}"
+            ex += "" if r is None or r.get("error_lhs") is None else f", LHS {r['error_lhs']:.3g}"
             vals.append("–" if r is None else f"{r['error']:.3g} ({r['nfe']}{ex})")
         out.append(f"| {k[0]} | {k[1]} | {k[2]} | " + " | ".join(vals) + " |")
     return "\n".join(out) + "\n"
@@ -292,33 +321,42 @@ def plot(results, nfes, path):
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.8), squeeze=False)
-    styles = {"ours": "-", "default": "-", "k-diffusion": "--", "classical": ":"}
+    from matplotlib.lines import Line2D
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 5.2), squeeze=False)
+    families = {"default": ("C3", "-", "ours (default)"), "ours": ("C0", "-", "ours (best scheme × grid)"),
+                "k-diffusion": ("C1", "--", "k-diffusion (best sampler × grid)"),
+                "classical": ("C2", ":", "classical (best)")}
+    # one line per family and metric, each at that metric's best row: the marker tells the metric
+    metrics = {"error": ({"marker": "o"}, "sampled, i.i.d. starts"),
+               "exact": ({"marker": "o", "mfc": "white", "lw": 0.8, "alpha": 0.8}, "exact law (no sampling noise)"),
+               "error_lhs": ({"marker": "x", "ms": 7, "lw": 0.8}, "sampled, Latin hypercube starts")}
     for ax, res in zip(axes[0], results):
-        rows = res["rows"]
-        for fam, color in (("default", "C3"), ("ours", "C0"), ("k-diffusion", "C1"), ("classical", "C2")):
-            pts = [(b["nfe"], b["error"]) for n in nfes if (b := best(rows, (fam,), n)) is not None]
-            pts = [(x, y) for x, y in pts if math.isfinite(y)]
-            label = {"ours": "ours (best scheme × grid)", "default": "ours (default)",
-                     "k-diffusion": "k-diffusion (best sampler × grid)", "classical": "classical (best)"}[fam]
-            if pts:
-                ax.plot(*zip(*pts), styles[fam], marker="o", color=color, label=label)
-            exact = [(b["nfe"], b["exact"]) for n in nfes if (b := best(rows, (fam,), n, by="exact")) is not None]
-            exact = [(x, y) for x, y in exact if math.isfinite(y) and y > 0]
-            if exact:
-                ax.plot(*zip(*exact), styles[fam], marker="o", mfc="white", lw=0.8, alpha=0.8, color=color,
-                        label=f"{label}, exact law")
-        ax.axhline(res["floor"], color="k", lw=0.8, ls="-.", label=f"floor: exact samples ({res['samples']})")
+        rows, shown = res["rows"], []
+        for fam, (color, ls, label) in families.items():
+            for by, (style, _) in metrics.items():
+                pts = [(b["nfe"], b[by]) for n in nfes if (b := best(rows, (fam,), n, by=by)) is not None]
+                pts = [(x, y) for x, y in pts if math.isfinite(y) and y > 0]
+                if pts:
+                    ax.plot(*zip(*pts), ls, color=color, **style)
+                    shown.append(fam)
+        ax.axhline(res["floor"], color="k", lw=0.8, ls="-.")
+        ax.axhline(res["floor_lhs"], color="0.5", lw=0.8, ls="-.")
+        handles = [Line2D([], [], color=c, ls=ls, label=lab) for f, (c, ls, lab) in families.items() if f in shown]
+        handles += [Line2D([], [], color="k", ls="none", label=lab, **{k: v for k, v in st.items() if k != "lw"})
+                    for st, lab in metrics.values()]
+        handles += [Line2D([], [], color="k", lw=0.8, ls="-.", label=f"floor: i.i.d. data samples ({res['samples']})"),
+                    Line2D([], [], color="0.5", lw=0.8, ls="-.", label=f"floor: LHS data samples ({res['samples']})")]
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(list(nfes))
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("model evaluations (NFE)")
-        ax.set_ylabel("RMS per-coordinate W2 to the data law\n(filled: sampled; hollow: exact, no sampling noise)")
+        ax.set_ylabel("RMS per-coordinate W2 to the data law")
         what = "one VE schedule" if res["problem"] == "scalar" else "per-band VE (fine bands noised faster)"
         ax.set_title(f"{res['problem']}: Gaussian data on 16 band coefficients,\n{what}, σ_max = 50", fontsize=10)
-        ax.legend(fontsize=7)
+        ax.legend(handles=handles, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

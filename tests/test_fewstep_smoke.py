@@ -10,7 +10,8 @@ def test_fewstep_quick_writes_table_json_and_plot(tmp_path):
     data = json.loads((tmp_path / "fewstep.json").read_text())
     assert {r["problem"] for r in data["results"]} == {"scalar", "perband"}
     for res in data["results"]:
-        assert res["floor"] > 0 and res["rows"]
+        assert res["floor"] > 0 and res["floor_lhs"] > 0 and res["rows"]
+        assert all({"error", "error_lhs", "exact"} <= r.keys() for r in res["rows"])
         assert all(r["nfe"] <= r["budget"] for r in res["rows"] if r["family"] != "k-diffusion")
     assert (tmp_path / "fewstep.md").read_text().startswith("### problem")
     assert (tmp_path / "fewstep.png").stat().st_size > 0
