@@ -27,11 +27,12 @@ Weak error: max over coordinates of ``|mean error| + |variance error|`` of the o
 ``docs/sampling.md``'s table for the solvers-level schemes). Slope: least squares of ``log error`` on
 ``log h`` over the four step counts.
 
-What is asserted, per scheme: the slope is at least the declared ``weak_order`` minus 0.2 (every sampler
-declares 1); on this problem, where ``D`` is affine in ``x``, the multistep schemes of ODE order ≥ 2 also
-measure ≥ 1.8 (their mean follows the deterministic multistep scheme; the third-order one is held to 2
-by its self-started first-order first step, as its ODE form is). That last figure is a property of the
-affine problem, not a general weak order, so the declared orders stay 1.
+What is asserted, per scheme and per band: the slope is at least the declared weak order for the
+sampling SDE's additive noise (``weak_order_for("additive")``) minus 0.2. The declared orders are 1 for
+the one-step schemes and 2 for the multistep SDE schemes of ODE order ≥ 2 (the third-order one is held to
+2 by its self-started first-order first step, as its ODE form is). Here ``D`` is affine in ``x``; on a
+non-Gaussian mixture, where it is not, :func:`mixture_weak_differences` (Monte Carlo, both step counts on
+one Brownian path) measures the same orders.
 """
 
 import math
@@ -47,16 +48,15 @@ from mrdiffusion.sampling import (Ancestral, DPMSolverPP2M, ExponentialAdams, Un
 STEPS = (32, 64, 128, 256)
 SIGMA_END = 0.05
 GRID = UniformLogSNR()
-# scheme -> the slope it measures on this affine problem (tests assert ≥ this - 0.2 and ≥ weak_order - 0.2)
-SCHEMES = {
-    ExponentialAdams(1, eta=1.0): 1.0,
-    ExponentialAdams(2, eta=1.0): 2.0,
-    ExponentialAdams(3, eta=1.0): 2.0,
-    ExponentialAdams(2, eta=0.5): 2.0,
-    DPMSolverPP2M(eta=1.0): 2.0,
-    Ancestral(): 1.0,  # with eta = 1 the same step as ExponentialAdams(1, eta=1) (DDPM), a check of both
-    Ancestral(eta=0.5): 1.0,
-}
+SCHEMES = (
+    ExponentialAdams(1, eta=1.0),
+    ExponentialAdams(2, eta=1.0),
+    ExponentialAdams(3, eta=1.0),
+    ExponentialAdams(2, eta=0.5),
+    DPMSolverPP2M(eta=1.0),
+    Ancestral(),  # with eta = 1 the same step as ExponentialAdams(1, eta=1) (DDPM), a check of both
+    Ancestral(eta=0.5),
+)
 
 
 class UnscaledNoise(ExponentialAdams):
@@ -109,15 +109,15 @@ def slope(errs, steps=STEPS):
 
 
 @pytest.mark.parametrize("kind", ["scalar", "perband"])
-@pytest.mark.parametrize("scheme", list(SCHEMES), ids=repr)
+@pytest.mark.parametrize("scheme", SCHEMES, ids=repr)
 def test_weak_order_is_the_declared_one(scheme, kind):
     assert scheme.stochastic
     errs = weak_errors(scheme, kind)
     err = [float(e.max()) for e in errs]
     p = slope(err)
     assert all(a > b for a, b in zip(err, err[1:])), err
-    assert p >= scheme.weak_order - 0.2, (err, p)
-    assert p >= SCHEMES[scheme] - 0.2, (err, p)
+    declared = scheme.weak_order_for("additive")
+    assert p >= declared - 0.2, (err, p)
     if kind == "perband":  # the order holds in every Haar band, each with its own schedule
         nz = build_problem(kind)[0]
         for level in range(nz.layout.levels + 1):
@@ -125,7 +125,7 @@ def test_weak_order_is_the_declared_one(scheme, kind):
             pb = slope([float(e[band].max()) for e in errs])
             # DPMSolverPP2M's finest band is the tightest (1.84): its error changes sign near N = 16, so the
             # halvings measure 1.63, 1.90, 1.96, then 1.98, 1.99 at 512, 1024 steps: pre-asymptotic, not lower.
-            assert pb >= SCHEMES[scheme] - 0.2, (level, pb)
+            assert pb >= declared - 0.2, (level, pb)
 
 
 def test_the_measurement_sees_a_wrong_noise():
@@ -137,7 +137,78 @@ def test_the_measurement_sees_a_wrong_noise():
     assert abs(slope(truncated) - 1.0) < 0.2 and truncated[-1] > 10 * right[-1], (truncated, right)
 
 
-if __name__ == "__main__":  # the table in docs/sampling.md
+@pytest.mark.parametrize("scheme", [ExponentialAdams(1, eta=1.0), ExponentialAdams(2, eta=1.0),
+                                    DPMSolverPP2M(eta=1.0)], ids=repr)
+def test_weak_order_on_non_gaussian_data(scheme):
+    """The declared order where ``D`` is not affine: ``E[X_N² - X_2N²]`` for N = 16, 32, 64, coupled.
+
+    With 20,000 samples the last difference (≈ 3e-3 for the order-2 schemes) has a standard error ≈ 6e-4,
+    so the slope over the two halvings has a standard error ≈ 0.1; seeds 1, 2, 3 measured 0.96–1.00 for
+    order 1 and 1.97–2.25 for order 2. 0.3 below the declared order is three standard errors; an order-1
+    scheme stays below 1.5, so an order-2 claim cannot pass by chance. (The third-order scheme's differences
+    fall below the Monte-Carlo resolution at 64 steps; it is left to the exact test above.)
+    """
+    row = mixture_weak_differences(scheme, 20000, steps=(16, 32, 64, 128))["x²"]
+    p = slope([abs(m) for m, _ in row], (16, 32, 64))
+    declared = scheme.weak_order_for("additive")
+    assert p >= declared - 0.3, (row, p)
+    if declared < 2:
+        assert p < 1.5, (row, p)
+
+
+def mixture_weak_differences(scheme, samples, steps=(16, 32, 64, 128, 256), seed=1):
+    """Non-Gaussian data, Monte Carlo: ``E[φ(X_N) - φ(X_2N)]`` and its standard error, X_N and X_2N on one path.
+
+    Data: the 1-D mixture ``0.3 N(-1, 0.3²) + 0.7 N(1.5, 0.5²)`` with its exact denoiser, EDM noising
+    from ``σ = 50`` (exact start samples) to ``σ = 0.05`` on ``UniformLogSNR``; the Brownian path is tabulated
+    on the finest grid, whose points include every coarser grid's, so all step counts see the same path and
+    the difference has a small variance. For weak order ``p`` the difference shrinks like ``N^-p``.
+    ``python tests/test_sampling_weak_order.py mixture`` prints it at 200,000 samples (about a minute).
+    """
+    from mrdiffusion.processes import EDMSchedule
+    from mrdiffusion.sampling import as_noising
+
+    pi, mu, sd = (torch.tensor(v, dtype=torch.float64) for v in ([0.3, 0.7], [-1.0, 1.5], [0.3, 0.5]))
+
+    def model(x, t):
+        v = sd**2 + float(t) ** 2
+        w = torch.softmax(torch.log(pi) - 0.5 * torch.log(v) - 0.5 * (x - mu) ** 2 / v, dim=-1)
+        return (w * (mu + sd**2 / v * (x - mu))).sum(-1, keepdim=True)
+
+    nz, t0, t1 = as_noising(EDMSchedule(50.0)), 50.0, SIGMA_END
+    gen = torch.Generator().manual_seed(seed)
+    k = torch.multinomial(pi, samples, replacement=True, generator=gen)
+    x_T = (mu[k] + sd[k] * torch.randn(samples, generator=gen, dtype=torch.float64)
+           + t0 * torch.randn(samples, generator=gen, dtype=torch.float64)).reshape(samples, 1)
+    u = [t0 - t for t in GRID(max(steps), t0, t1, nz)]
+    u[0] = 0.0
+    dW = torch.randn(len(u) - 1, samples, 1, generator=gen, dtype=torch.float64)
+    dW = dW * torch.tensor([b - a for a, b in zip(u, u[1:])], dtype=torch.float64).sqrt().reshape(-1, 1, 1)
+    W = torch.cat([torch.zeros(1, samples, 1, dtype=torch.float64), dW.cumsum(0)])
+
+    def at(v):
+        j = min(range(len(u)), key=lambda i: abs(u[i] - v))
+        assert abs(u[j] - v) <= 1e-9 * max(1.0, v)
+        return W[j]
+
+    outs = [sample(model, nz, x_T, nfe=n, solver=scheme, grid=GRID, t_start=t0, t_end=t1,
+                   brownian=lambda s, t: at(t) - at(s))[0] for n in steps]
+    res = {}
+    for name, phi in (("x", lambda x: x), ("x²", lambda x: x * x), ("tanh 2x", lambda x: torch.tanh(2 * x))):
+        d = [phi(a) - phi(b) for a, b in zip(outs, outs[1:])]
+        res[name] = [(float(v.mean()), float(v.std()) / math.sqrt(samples)) for v in d]
+    return res
+
+
+if __name__ == "__main__" and "mixture" in __import__("sys").argv:
+    n = 200000
+    print(f"E[φ(X_N) - φ(X_2N)] ± standard error, N = 16, 32, 64, 128, {n} samples")
+    for sc in (ExponentialAdams(1, eta=1.0), ExponentialAdams(2, eta=1.0), ExponentialAdams(3, eta=1.0),
+               DPMSolverPP2M(eta=1.0)):
+        for name, row in mixture_weak_differences(sc, n).items():
+            halvings = ", ".join(f"{math.log2(abs(a[0] / b[0])):.2f}" for a, b in zip(row, row[1:]))
+            print(f"{sc!r} | {name} | {', '.join(f'{m:.2e} ± {e:.0e}' for m, e in row)} | {halvings}", flush=True)
+elif __name__ == "__main__":  # the table in docs/sampling.md
     print(f"| scheme | problem | weak error at N = {', '.join(map(str, STEPS))} | slope (per band) |")
     print("|---|---|---|---|")
     for sc in SCHEMES:
