@@ -28,10 +28,10 @@ Weak error: max over coordinates of ``|mean error| + |variance error|`` of the o
 ``log h`` over the four step counts.
 
 What is asserted, per scheme and per band: the slope is at least the declared weak order for the
-sampling SDE's additive noise (``weak_order_for("additive")``) minus 0.2 — no sampling noise here, so 0.2
-is only the room the approach to the asymptote needs at these ``N`` (the first-order schemes measure
-0.90–0.96, rising; the tightest band 1.84, see below), while a scheme one order short misses it by 0.7 (1.10 against 1.8,
-``test_the_measurement_sees_a_wrong_noise``). The declared orders are 1 for
+sampling SDE's additive noise (``weak_order_for("additive")``) minus 0.2. There is no sampling noise
+here, so 0.2 is only the room the approach to the asymptote needs at these ``N`` (the first-order schemes
+measure 0.90–0.96, rising; the tightest band 1.84, see below), while a scheme one order short misses it
+by 0.7 (1.10 against 1.8, ``test_the_measurement_sees_a_wrong_noise``). The declared orders are 1 for
 the one-step schemes and 2 for the multistep SDE schemes of ODE order ≥ 2 (the third-order one is held to
 2 by its self-started first-order first step, as its ODE form is). Here ``D`` is affine in ``x``; on a
 non-Gaussian mixture, where it is not, :func:`mixture_weak_differences` (Monte Carlo, both step counts on
