@@ -44,7 +44,7 @@ import pytest
 import torch
 
 from benchmarks.fewstep import _impulses, build_problem, exact_law
-from mrdiffusion.processes import gaussian_denoiser
+from mrdiffusion.processes import BandNoising, VESchedule, VPSchedule, gaussian_denoiser
 from mrdiffusion.sampling import (Ancestral, DPMSolverPP2M, ExponentialAdams, UniformLogSNR, sample,
                                   time_of_sigma_hat)
 
@@ -80,7 +80,12 @@ class TruncatedNoise(ExponentialAdams):
 
 
 def setting(kind):
-    nz, mean, var = build_problem(kind)
+    """(noising, exact denoiser, end time, law at the start, law at the end) for the benchmark's data."""
+    if kind == "vp/ve":  # the benchmark's data under tests/test_sampling.py's per-band VP/VE noising (α ≠ 1)
+        _, mean, var = build_problem("scalar")
+        nz = BandNoising((4, 4), 2, schedules=[VPSchedule(0.1, 10.0), VPSchedule(0.5, 20.0), VESchedule(0.05, 5.0)])
+    else:
+        nz, mean, var = build_problem(kind)
     t_end = time_of_sigma_hat(nz, SIGMA_END, 0.0, nz.T)
 
     def law(t):
@@ -111,8 +116,15 @@ def slope(errs, steps=STEPS):
     return sum((x - xm) * (y - ym) for x, y in zip(xs, ys)) / sum((x - xm) ** 2 for x in xs)
 
 
-@pytest.mark.parametrize("kind", ["scalar", "perband"])
-@pytest.mark.parametrize("scheme", SCHEMES, ids=repr)
+PRE_ASYMPTOTIC = pytest.mark.xfail(strict=True, reason=(
+    "ExponentialAdams(3, eta=1) under VP/VE: its coarse band's variance error changes sign between 32 and 64 "
+    "steps, so the fit over 32-256 reads 1.79 (0.29 in that band); the halvings 64 -> 1024 measure 1.39, "
+    "1.77, 1.90, 1.95 there"))
+
+
+@pytest.mark.parametrize("scheme, kind", [
+    pytest.param(sc, kind, marks=PRE_ASYMPTOTIC if kind == "vp/ve" and sc.ode_order == 3 else ())
+    for sc in SCHEMES for kind in ("scalar", "perband", "vp/ve")], ids=lambda v: v if isinstance(v, str) else repr(v))
 def test_weak_order_is_the_declared_one(scheme, kind):
     assert scheme.stochastic
     errs = weak_errors(scheme, kind)
@@ -121,8 +133,8 @@ def test_weak_order_is_the_declared_one(scheme, kind):
     assert all(a > b for a, b in zip(err, err[1:])), err
     declared = scheme.weak_order_for("additive")
     assert p >= declared - 0.2, (err, p)
-    if kind == "perband":  # the order holds in every Haar band, each with its own schedule
-        nz = build_problem(kind)[0]
+    if kind != "scalar":  # the order holds in every Haar band, each with its own schedule
+        nz = setting(kind)[0]
         for level in range(nz.layout.levels + 1):
             band = nz.layout.dwt_level == level
             pb = slope([float(e[band].max()) for e in errs])
@@ -212,18 +224,19 @@ if __name__ == "__main__" and "mixture" in __import__("sys").argv:
             halvings = ", ".join(f"{math.log2(abs(a[0] / b[0])):.2f}" for a, b in zip(row, row[1:]))
             print(f"{sc!r} | {name} | {', '.join(f'{m:.2e} ± {e:.0e}' for m, e in row)} | {halvings}", flush=True)
 elif __name__ == "__main__":  # the table in docs/sampling.md
-    print(f"| scheme | problem | weak error at N = {', '.join(map(str, STEPS))} | slope (per band) |")
-    print("|---|---|---|---|")
-    for sc in SCHEMES:
-        for kind in ("scalar", "perband"):
+    print(f"| scheme | weak error, scalar VE, N = {' / '.join(map(str, STEPS))} | slope | per-band VE: slope "
+          "(per level) | per-band VP/VE |")
+    print("|---|---|---|---|---|")
+    for sc in (*SCHEMES, UnscaledNoise(2, eta=1.0), TruncatedNoise(2, eta=1.0)):
+        cells = []
+        for kind in ("scalar", "perband", "vp/ve"):
             errs = weak_errors(sc, kind)
             err = [float(e.max()) for e in errs]
-            extra = ""
-            if kind == "perband":
-                nz = build_problem(kind)[0]
-                extra = " (" + ", ".join(f"{slope([float(e[nz.layout.dwt_level == k].max()) for e in errs]):.2f}"
-                                         for k in range(nz.layout.levels + 1)) + ")"
-            print(f"| `{sc!r}` | {kind} | {', '.join(f'{e:.3g}' for e in err)} | {slope(err):.2f}{extra} |")
-    for sc in (UnscaledNoise(2, eta=1.0), TruncatedNoise(2, eta=1.0)):
-        err = [float(e.max()) for e in weak_errors(sc, "scalar")]
-        print(f"| {type(sc).__name__} (wrong) | scalar | {', '.join(f'{e:.3g}' for e in err)} | {slope(err):.2f} |")
+            if kind == "scalar":
+                cells += [" / ".join(f"{e:.3g}" for e in err), f"{slope(err):.2f}"]
+                continue
+            level = setting(kind)[0].layout.dwt_level
+            bands = ", ".join(f"{slope([float(e[level == k].max()) for e in errs]):.2f}" for k in range(3))
+            cells.append(f"{slope(err):.2f} ({bands})")
+        name = f"`{sc!r}`" if sc in SCHEMES else f"wrong: {type(sc).__name__}, order 2"
+        print(f"| {name} | " + " | ".join(cells) + " |")
