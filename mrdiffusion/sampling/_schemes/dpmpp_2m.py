@@ -16,7 +16,8 @@ class DPMSolverPP2M(SamplerScheme):
     ``sample_dpmpp_2m_sde(solver_type="midpoint")``. The difference quotient
     approximates the exact weight of :class:`ExponentialAdams` (``order=2``) to
     second order. First step and the step onto ``σ = 0`` are first order.
-    ODE order 2.
+    ODE order 2; weak order 2 for ``eta > 0`` (the sampling SDE's noise is
+    additive; measured in ``tests/test_sampling_weak_order.py``).
     """
 
     ode_order = 2.0
@@ -26,6 +27,7 @@ class DPMSolverPP2M(SamplerScheme):
             raise ValueError(f"eta: expected a number in [0, 1], got {eta!r}")
         self.eta, self.lower_order_final = float(eta), bool(lower_order_final)
         self.stochastic = self.eta > 0
+        self.weak_order_additive = 2.0 if self.stochastic else None
 
     def __repr__(self):
         return f"DPMSolverPP2M(eta={self.eta:g})"

@@ -29,7 +29,10 @@ class ExponentialAdams(SamplerScheme):
     ``σ = 0`` (``h = ∞``) is first order, ``x_2 = α_2 D`` exactly; with
     ``lower_order_final`` and fewer than 15 steps the order never exceeds the
     steps left (DPM-Solver's rule, which stabilises very few steps without
-    costing the global order of longer runs). ODE order ``order``.
+    costing the global order of longer runs). ODE order ``order``. Weak order
+    (``eta > 0``; the sampling SDE's noise is additive): 1 for ``order=1``, 2 for
+    ``order`` 2 and 3 (the third-order one self-starts with a first-order step, as
+    its ODE form; measured in ``tests/test_sampling_weak_order.py``).
 
     ``prediction="eps"`` (ODE only) interpolates the noise prediction
     ``ε = (x - αD)/σ`` in ``λ`` instead — DPM-Solver(2M/3M) / DEIS's original
@@ -51,6 +54,7 @@ class ExponentialAdams(SamplerScheme):
         self.prediction = prediction
         self.ode_order = float(order)
         self.stochastic = self.eta > 0
+        self.weak_order_additive = 2.0 if self.stochastic and self.order >= 2 else None
 
     def __repr__(self):
         extra = ", prediction='eps'" if self.prediction == "eps" else ""
