@@ -195,17 +195,12 @@ def mixture_weak_differences(scheme, samples, steps=(16, 32, 64, 128, 256), seed
     the difference has a small variance. For weak order ``p`` the difference shrinks like ``N^-p``.
     ``python tests/test_sampling_weak_order.py mixture`` prints it at 200,000 samples (about a minute).
     """
-    from mrdiffusion.processes import EDMSchedule
+    from mrdiffusion.processes import EDMSchedule, gaussian_mixture_denoiser
     from mrdiffusion.sampling import as_noising
 
     pi, mu, sd = (torch.tensor(v, dtype=torch.float64) for v in ([0.3, 0.7], [-1.0, 1.5], [0.3, 0.5]))
-
-    def model(x, t):
-        v = sd**2 + float(t) ** 2
-        w = torch.softmax(torch.log(pi) - 0.5 * torch.log(v) - 0.5 * (x - mu) ** 2 / v, dim=-1)
-        return (w * (mu + sd**2 / v * (x - mu))).sum(-1, keepdim=True)
-
     nz, t0, t1 = as_noising(EDMSchedule(50.0)), 50.0, SIGMA_END
+    model = gaussian_mixture_denoiser(nz, pi, mu.reshape(2, 1), (sd**2).reshape(2, 1))
     gen = torch.Generator().manual_seed(seed)
     k = torch.multinomial(pi, samples, replacement=True, generator=gen)
     x_T = (mu[k] + sd[k] * torch.randn(samples, generator=gen, dtype=torch.float64)
