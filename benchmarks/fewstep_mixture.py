@@ -18,9 +18,10 @@ torchdiffeq's ``dopri5`` at ``rtol = atol = 1e-10`` on ``dx/dt = f x - ½ g²
 ∇log p_t(x)`` (in ``log t``) from ``t = T`` to ``t = 1e-10``, then ``x_0 = α D`` there (the
 rest of the path is below round-off). It is checked against our
 ``ExponentialAdams(3)`` at 2000 steps of ``EDMRho(sigma_min=1e-6)``, an
-independent scheme, and the gap is reported: 2e-8 (that scheme converges to
-the reference at its order 3: 1.4e-6, 1.8e-7, 2.2e-8 at 500, 1000, 2000
-steps), against errors of 1e-4 and more in the tables. Stochastic samplers have no single solution to compare with and
+independent scheme, and the gap is reported: 6e-8 to 3e-7 at 1024 starts
+(that scheme converges to the reference at its order 3: 1.4e-6, 1.8e-7,
+2.2e-8 at 500, 1000, 2000 steps on 64 starts), against errors of 3e-5 and
+more in the tables. Stochastic samplers have no single solution to compare with and
 are left out.
 
 Contenders at 5, 10, 20, 40, 80 NFE: our ODE schemes × grids; k-diffusion's
