@@ -63,7 +63,7 @@ LHS_SEED_OFFSET = 104729  # the LHS starts draw from seed + this, apart from the
 OUR_SCHEMES = (ExponentialAdams(1), ExponentialAdams(2), ExponentialAdams(3), ExponentialAdams(2, prediction="eps"),
                ExponentialAdams(3, prediction="eps"), DPMSolverPP2M(), DPMSolverPP2S(), DPMSolverPP3S(),
                EDMEuler(), EDMHeun(), ExponentialAdams(1, eta=1.0), ExponentialAdams(2, eta=1.0),
-               ExponentialAdams(3, eta=1.0), DPMSolverPP2M(eta=1.0), Ancestral())
+               ExponentialAdams(3, eta=1.0), DPMSolverPP2M(eta=1.0), DPMSolverPP2S(eta=1.0), Ancestral())
 OUR_GRIDS = (UniformTime(), UniformLogSNR(sigma_min=SIGMA_MIN), EDMRho(sigma_min=SIGMA_MIN),
              BandwiseEDMRho(sigma_min=SIGMA_MIN))
 # k-diffusion sampler -> NFE used by `steps` steps ending at σ = 0

@@ -7,10 +7,11 @@ import torch
 
 from benchmarks.fewstep import _impulses, build_problem, exact_error, w2_error
 from mrdiffusion.processes import gaussian_denoiser
-from mrdiffusion.sampling import EDMRho, ExponentialAdams, sample
+from mrdiffusion.sampling import DPMSolverPP2S, EDMRho, ExponentialAdams, sample
 
 
-@pytest.mark.parametrize("scheme", [ExponentialAdams(2, prediction="eps"), ExponentialAdams(1, eta=1.0)], ids=repr)
+@pytest.mark.parametrize("scheme", [ExponentialAdams(2, prediction="eps"), ExponentialAdams(1, eta=1.0),
+                                    DPMSolverPP2S(eta=1.0)], ids=repr)
 def test_exact_error_matches_a_large_sample(scheme):
     """The sampled error of N = 40000 samples differs from the exact one by sampling noise only.
 

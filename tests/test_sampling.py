@@ -101,8 +101,8 @@ def test_ode_order_is_the_declared_one(scheme, name):
     assert scheme.ode_order - 0.25 <= slope <= scheme.ode_order + 0.8, (errs_exact_start, slope)
 
 
-@pytest.mark.parametrize("scheme", ODE_SCHEMES + [ExponentialAdams(3, eta=1.0), DPMSolverPP2M(eta=0.5), Ancestral()],
-                         ids=repr)
+@pytest.mark.parametrize("scheme", ODE_SCHEMES + [ExponentialAdams(3, eta=1.0), DPMSolverPP2M(eta=0.5), Ancestral(),
+                                                   DPMSolverPP2S(eta=1.0)], ids=repr)
 def test_sampling_to_sigma_zero_is_finite_within_budget(scheme):
     nz = NOISINGS["per-band VP/VE"]
     mean, var = gaussian_problem(nz)
@@ -124,7 +124,8 @@ def test_sampling_to_sigma_zero_is_finite_within_budget(scheme):
     assert torch.allclose(x, D(x_T, nz.T), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("scheme", [ExponentialAdams(2, eta=1.0), DPMSolverPP2M(eta=0.3), Ancestral()], ids=repr)
+@pytest.mark.parametrize("scheme", [ExponentialAdams(2, eta=1.0), DPMSolverPP2M(eta=0.3), Ancestral(),
+                                    DPMSolverPP2S(eta=0.7)], ids=repr)
 def test_same_seed_same_samples_for_any_batch_size(scheme):
     nz = NOISINGS["edm"]
     mean, var = gaussian_problem(nz)
@@ -139,7 +140,7 @@ def test_same_seed_same_samples_for_any_batch_size(scheme):
 
 
 @pytest.mark.parametrize("scheme", [ExponentialAdams(1, eta=1.0), ExponentialAdams(3, eta=1.0),
-                                    DPMSolverPP2M(eta=1.0), Ancestral()], ids=repr)
+                                    DPMSolverPP2M(eta=1.0), Ancestral(), DPMSolverPP2S(eta=1.0)], ids=repr)
 def test_stochastic_samplers_reach_the_data_law(scheme):
     nz = NOISINGS["per-band VP/VE"]
     mean, var = gaussian_problem(nz)
@@ -219,3 +220,20 @@ def test_matches_k_diffusion_samplers_on_their_grids():
         assert info.nfe == nfe and [float(t) for t in sigmas] == pytest.approx(info.times, rel=1e-6, abs=1e-9)
         y = theirs(denoiser, x_T.clone(), torch.tensor(info.times, dtype=torch.float64), disable=True)
         assert torch.allclose(x, y, rtol=0, atol=1e-10 * float(y.abs().max())), ours
+
+
+def test_step_noise_pieces_add_up_and_are_independent():
+    """A two-stage scheme draws the halves of a step: they sum to the step's ΔW and are independent normals."""
+    from mrdiffusion.sampling._problem import StepNoise
+
+    u = [0.0, 0.3, 0.7, 1.6]
+    noise = StepNoise((4000, 3), u, seed=2, dtype=torch.float64, device=None)
+    whole = noise.increment(0.3, 0.7)
+    a, b = noise.increment(0.3, 0.45), noise.increment(0.45, 0.7)
+    assert torch.allclose(a + b, whole, rtol=0, atol=1e-12)
+    # variances 0.15 and 0.25, uncorrelated (4000 × 3 draws: standard error of the correlation ≈ 0.009)
+    assert abs(float(a.var()) / 0.15 - 1) < 0.06 and abs(float(b.var()) / 0.25 - 1) < 0.06
+    assert abs(float(torch.corrcoef(torch.stack([a.reshape(-1), b.reshape(-1)]))[0, 1])) < 0.04
+    assert torch.equal(noise.increment(0.0, 0.3), noise.increment(0.0, 0.3))
+    with pytest.raises(ValueError, match="inside one grid step"):
+        noise.increment(0.5, 1.0)

@@ -46,7 +46,7 @@ import torch
 
 from benchmarks.fewstep import _impulses, build_problem, exact_law
 from mrdiffusion.processes import BandNoising, VESchedule, VPSchedule, gaussian_denoiser
-from mrdiffusion.sampling import (Ancestral, DPMSolverPP2M, ExponentialAdams, UniformLogSNR, sample,
+from mrdiffusion.sampling import (Ancestral, DPMSolverPP2M, DPMSolverPP2S, ExponentialAdams, UniformLogSNR, sample,
                                   time_of_sigma_hat)
 
 STEPS = (32, 64, 128, 256)
@@ -60,6 +60,8 @@ SCHEMES = (
     DPMSolverPP2M(eta=1.0),
     Ancestral(),  # with eta = 1 the same step as ExponentialAdams(1, eta=1) (DDPM), a check of both
     Ancestral(eta=0.5),
+    DPMSolverPP2S(eta=1.0),  # single step, two stages: the stage's noise is the first half of the step's path
+    DPMSolverPP2S(eta=0.5),
 )
 
 
@@ -118,9 +120,14 @@ def weak_errors(scheme, kind, steps=STEPS):
     for n in steps:
         mo, sd = exact_law(lambda x, noise: sample(model, nz, x, nfe=n * scheme.evals_per_step, solver=scheme,
                                                    grid=GRID, t_end=t_end, brownian=_impulses(noise))[0],
-                           start, n + 4)
+                           start, n * draws_per_step(scheme) + 4)
         out.append((mo - mean_e).abs() + (sd * sd - var_e).abs())
     return out
+
+
+def draws_per_step(scheme):
+    """Noise queries per step: the driver's ``ΔW``, plus one per half step for the two-stage SDE scheme."""
+    return 3 if isinstance(scheme, DPMSolverPP2S) else 1
 
 
 def slope(errs, steps=STEPS):
@@ -168,7 +175,7 @@ def test_the_measurement_sees_a_wrong_noise():
 
 
 @pytest.mark.parametrize("scheme", [ExponentialAdams(1, eta=1.0), ExponentialAdams(2, eta=1.0),
-                                    DPMSolverPP2M(eta=1.0)], ids=repr)
+                                    DPMSolverPP2M(eta=1.0), DPMSolverPP2S(eta=1.0)], ids=repr)
 def test_weak_order_on_non_gaussian_data(scheme):
     """The declared order where ``D`` is not affine: ``E[X_N² - X_2N²]`` for N = 16, 32, 64, coupled.
 
@@ -178,7 +185,8 @@ def test_weak_order_on_non_gaussian_data(scheme):
     scheme stays below 1.5, so an order-2 claim cannot pass by chance. (The third-order scheme's differences
     fall below the Monte-Carlo resolution at 64 steps; it is left to the exact test above.)
     """
-    row = mixture_weak_differences(scheme, 20000, steps=(16, 32, 64, 128))["x²"]
+    e = scheme.evals_per_step  # the same step counts for every scheme: N = 16, 32, 64, 128 steps
+    row = mixture_weak_differences(scheme, 20000, steps=tuple(e * n for n in (16, 32, 64, 128)))["x²"]
     p = slope([abs(m) for m, _ in row], (16, 32, 64))
     declared = scheme.weak_order_for("additive")
     assert p >= declared - 0.3, (row, p)
@@ -229,8 +237,9 @@ if __name__ == "__main__" and "mixture" in __import__("sys").argv:
     n = 200000
     print(f"E[φ(X_N) - φ(X_2N)] ± standard error, N = 16, 32, 64, 128, {n} samples")
     for sc in (ExponentialAdams(1, eta=1.0), ExponentialAdams(2, eta=1.0), ExponentialAdams(3, eta=1.0),
-               DPMSolverPP2M(eta=1.0)):
-        for name, row in mixture_weak_differences(sc, n).items():
+               DPMSolverPP2M(eta=1.0), DPMSolverPP2S(eta=1.0)):
+        steps = tuple(sc.evals_per_step * m for m in (16, 32, 64, 128, 256))  # NFE: the same step counts
+        for name, row in mixture_weak_differences(sc, n, steps).items():
             halvings = ", ".join(f"{math.log2(abs(a[0] / b[0])):.2f}" for a, b in zip(row, row[1:]))
             print(f"{sc!r} | {name} | {', '.join(f'{m:.2e} ± {e:.0e}' for m, e in row)} | {halvings}", flush=True)
 elif __name__ == "__main__":  # the table in docs/sampling.md

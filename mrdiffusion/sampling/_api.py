@@ -93,6 +93,7 @@ def sample(model, noising, x_T, *, nfe=10, solver=None, grid=None, seed=0, predi
     path = brownian
     if solver.stochastic and path is None:
         path = StepNoise(tuple(x_T.shape), prob.u_grid, seed, x_T.dtype, x_T.device, sample_ids)
+    prob.brownian = path if solver.stochastic else None
     u = prob.u_grid
     xs = solvers.sdeint(prob, x_T, [u[0], u[-1]], solver, tstops=u[1:-1], brownian=path if solver.stochastic else None)
     return xs[-1], SampleInfo(nfe=prob.nfe, steps=steps, times=list(times), solver=repr(solver), grid=repr(grid))

@@ -41,6 +41,7 @@ class DenoisingProblem(solvers.SDE):
         self.like = like
         self.nfe = 0
         self.history = []  # (u, D, x) at the starts of the steps taken so far
+        self.brownian = None  # the solve's noise source, (s, t) -> ΔW in u, for schemes with stages
         self._last = None
         self._cache = {}
 
@@ -114,6 +115,16 @@ class DenoisingProblem(solvers.SDE):
                 self.history.append((u, D, x))
         return D
 
+    def normals(self, s, t):
+        """Standard normals ``ΔW/√(t - s)`` of the solve's own Brownian source over ``[s, t]`` (in ``u``).
+
+        For schemes that need the noise of part of a step (an intermediate stage): pieces of one step are
+        independent and add up to the ``ΔW`` the driver hands the step.
+        """
+        if self.brownian is None:
+            raise ValueError("brownian: this problem has no noise source (a stochastic scheme needs one)")
+        return self.brownian(s, t) / math.sqrt(t - s)
+
     def previous(self, u, k):
         """The ``k`` recorded ``(u', D', x')`` before ``u`` on this trajectory, newest first (fewer if not there)."""
         out = []
@@ -157,11 +168,23 @@ class StepNoise:
         self.path = solvers.BrownianPath(shape, 0.0, float(span), seed=seed, dtype=dtype, device=device,
                                          sample_ids=sample_ids)
         self.index = {u: i for i, u in enumerate(u_grid)}
+        self.grid = list(u_grid)
 
     def increment(self, s, t):
+        """``ΔW`` over ``[s, t]``: a whole grid step (``s`` a grid time), or a piece of one (two-stage schemes).
+
+        Inside step ``k`` (``u_k ≤ s < t ≤ u_{k+1}``, length ``H``) the increment is the path's over
+        ``[k + (s - u_k)/H, k + (t - u_k)/H]`` times ``√H``: pieces of a step add up to the step's own
+        ``ΔW`` and are independent of each other, as a Brownian motion's are.
+        """
         k = self.index.get(s)
-        if k is None:
-            raise ValueError(f"StepNoise: {s!r} is not a grid time of this solve")
-        return self.path.increment(k, k + 1) * math.sqrt(t - s)
+        if k is not None and (k + 1 >= len(self.grid) or t == self.grid[k + 1] or t > self.grid[k + 1]):
+            return self.path.increment(k, k + 1) * math.sqrt(t - s)
+        k = bisect.bisect_right(self.grid, s) - 1
+        if not 0 <= k < len(self.grid) - 1 or t > self.grid[k + 1] * (1 + 1e-12) + 1e-15 or t <= s:
+            raise ValueError(f"StepNoise: [{s!r}, {t!r}] is not inside one grid step of this solve")
+        H = self.grid[k + 1] - self.grid[k]
+        a, b = (s - self.grid[k]) / H, min((t - self.grid[k]) / H, 1.0)
+        return self.path.increment(k + a, k + b) * math.sqrt(H)
 
     __call__ = increment
