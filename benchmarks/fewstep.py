@@ -48,6 +48,7 @@ import time
 import torch
 
 import solvers
+from mrdiffusion._io import atomic_write
 from mrdiffusion.processes import BandNoising, VESchedule, gaussian_denoiser, gaussian_score
 from mrdiffusion.sampling import (DEFAULT_GRID, DEFAULT_SOLVER, Ancestral, BandwiseEDMRho, DPMSolverPP2M,
                                   DPMSolverPP2S, DPMSolverPP3S, EDMEuler, EDMHeun, EDMRho, ExponentialAdams,
@@ -208,23 +209,58 @@ def run_classical(nz, mean, var, starts, nfe, seed, law):
     return rows
 
 
-def run_kdiffusion(kd, nz, mean, var, starts, nfe, seed, law):
-    rows = []
-    D = gaussian_denoiser(nz, mean, var)
+def kd_denoiser(D):
+    """A model ``D(x, t)`` on the scalar VE schedule as k-diffusion's denoiser ``D(x, σ)``.
+
+    VE with ``α = 1``: ``σ(t)² = σ_min²((σ_max/σ_min)^{2t} - 1)``, so ``t = ½ log1p(σ²/σ_min²) / log(σ_max/σ_min)``.
+    """
     t_of = {}
 
-    def sigma_to_t(sig):  # VE, α = 1: σ(t)² = σ_min²((σ_max/σ_min)^{2t} - 1)
+    def sigma_to_t(sig):
         if sig not in t_of:
             t_of[sig] = 0.5 * math.log1p(sig * sig / SIGMA_MIN**2) / math.log(SIGMA_MAX / SIGMA_MIN) if sig > 0 else 0.0
         return t_of[sig]
 
-    def denoiser(x, sigma):
-        return D(x, sigma_to_t(float(sigma.reshape(-1)[0])))
+    return lambda x, sigma: D(x, sigma_to_t(float(sigma.reshape(-1)[0])))
 
-    grids = {"karras": lambda n: kd.get_sigmas_karras(n, SIGMA_MIN, SIGMA_MAX, rho=7.0),
-             "exponential": lambda n: kd.get_sigmas_exponential(n, SIGMA_MIN, SIGMA_MAX)}
+
+def kd_grids(kd):
+    """k-diffusion's own σ grids for ``n`` steps ending at 0: Karras ρ = 7 and exponential."""
+    return {"karras": lambda n: kd.get_sigmas_karras(n, SIGMA_MIN, SIGMA_MAX, rho=7.0),
+            "exponential": lambda n: kd.get_sigmas_exponential(n, SIGMA_MIN, SIGMA_MAX)}
+
+
+def kd_steps(nfe, nfe_of):
+    """The most steps of a k-diffusion sampler whose evaluations ``nfe_of(steps)`` fit in ``nfe`` (at least 1)."""
+    return max(s for s in range(1, nfe + 2) if nfe_of(s) <= nfe or s == 1)
+
+
+def parse_problems(text):
+    """``--problems``: a comma-separated subset of ``scalar,perband``, or ``SystemExit`` naming the argument."""
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    if not kinds or any(k not in ("scalar", "perband") for k in kinds):
+        raise SystemExit(f"--problems: expected a comma-separated subset of scalar,perband, got {text!r}")
+    return kinds
+
+
+def nfe_axes(ax, nfes):
+    """Log–log axes with the NFE budgets as plain ticks."""
+    import matplotlib.ticker
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(list(nfes))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xlabel("model evaluations (NFE)")
+
+
+def run_kdiffusion(kd, nz, mean, var, starts, nfe, seed, law):
+    rows = []
+    denoiser = kd_denoiser(gaussian_denoiser(nz, mean, var))
+    grids = kd_grids(kd)
     for name, nfe_of in KD_SAMPLERS.items():
-        steps = max(s for s in range(1, nfe + 2) if nfe_of(s) <= nfe or s == 1)
+        steps = kd_steps(nfe, nfe_of)
         for gname, make in grids.items():
             sigmas = make(steps).to(torch.float64)
             stochastic = name not in ("sample_euler", "sample_heun", "sample_lms", "sample_dpmpp_2m")
@@ -319,8 +355,6 @@ def plot(results, nfes, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
     from matplotlib.lines import Line2D
 
     fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 5.2), squeeze=False)
@@ -347,12 +381,7 @@ def plot(results, nfes, path):
                     for st, lab in metrics.values()]
         handles += [Line2D([], [], color="k", lw=0.8, ls="-.", label=f"floor: i.i.d. data samples ({res['samples']})"),
                     Line2D([], [], color="0.5", lw=0.8, ls="-.", label=f"floor: LHS data samples ({res['samples']})")]
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xticks(list(nfes))
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        ax.set_xlabel("model evaluations (NFE)")
+        nfe_axes(ax, nfes)
         ax.set_ylabel("RMS per-coordinate W2 to the data law")
         what = "one VE schedule" if res["problem"] == "scalar" else "per-band VE (fine bands noised faster)"
         ax.set_title(f"{res['problem']}: Gaussian data on 16 band coefficients,\n{what}, σ_max = 50", fontsize=10)
@@ -370,13 +399,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--problems", default="scalar,perband", help="comma-separated subset of scalar,perband")
     args = ap.parse_args(argv)
-    samples = args.samples or (512 if args.quick else 65536)
+    samples = args.samples if args.samples is not None else (512 if args.quick else 65536)
     if samples < 2:
         raise SystemExit("--samples: need at least 2")
     nfes = (5, 10) if args.quick else NFES
-    kinds = [k.strip() for k in args.problems.split(",") if k.strip()]
-    if not kinds or any(k not in ("scalar", "perband") for k in kinds):
-        raise SystemExit(f"--problems: expected a comma-separated subset of scalar,perband, got {args.problems!r}")
+    kinds = parse_problems(args.problems)
     kd, why = load_sampling()
     if kd is None:
         print(f"k-diffusion skipped: {why}")
@@ -386,10 +413,8 @@ def main(argv=None):
     md = "\n".join(summarize(r, nfes) for r in results)
     meta = {"k_diffusion": None if kd is None else KD_VERSION, "seconds": time.perf_counter() - t0,
             "nfes": list(nfes), "default": {"solver": repr(DEFAULT_SOLVER), "grid": repr(DEFAULT_GRID)}}
-    with open(os.path.join(args.out, "fewstep.json"), "w") as fh:
-        json.dump({"meta": meta, "results": results}, fh, indent=1)
-    with open(os.path.join(args.out, "fewstep.md"), "w") as fh:
-        fh.write(md)
+    atomic_write(os.path.join(args.out, "fewstep.json"), json.dumps({"meta": meta, "results": results}, indent=1))
+    atomic_write(os.path.join(args.out, "fewstep.md"), md)
     plot(results, nfes, os.path.join(args.out, "fewstep.png"))
     print(md)
     print(f"wrote {args.out}/fewstep.{{json,md,png}} in {meta['seconds']:.0f} s")

@@ -49,7 +49,8 @@ from mrdiffusion.sampling import DEFAULT_GRID, DEFAULT_SOLVER, EDMRho, Exponenti
 
 from ._kdiffusion import VERSION as KD_VERSION
 from ._kdiffusion import load_sampling
-from .fewstep import NFES, OUR_GRIDS, OUR_SCHEMES, SIGMA_MAX, SIGMA_MIN, _counted, build_problem
+from .fewstep import (NFES, OUR_GRIDS, OUR_SCHEMES, _counted, build_problem, kd_denoiser, kd_grids, kd_steps, nfe_axes,
+                      parse_problems)
 
 K = 8
 T_EPS = 1e-10
@@ -147,16 +148,10 @@ def run_classical(nz, D, x_T, ref, nfe):
 def run_kdiffusion(kd, nz, D, x_T, ref, nfe):
     rows = []
 
-    def denoiser(x, sigma):  # VE, α = 1: σ(t)² = σ_min²((σ_max/σ_min)^{2t} - 1)
-        sig = float(sigma.reshape(-1)[0])
-        t = 0.5 * math.log1p(sig * sig / SIGMA_MIN**2) / math.log(SIGMA_MAX / SIGMA_MIN) if sig > 0 else 0.0
-        return D(x, t)
-
-    grids = {"karras": lambda n: kd.get_sigmas_karras(n, SIGMA_MIN, SIGMA_MAX, rho=7.0),
-             "exponential": lambda n: kd.get_sigmas_exponential(n, SIGMA_MIN, SIGMA_MAX)}
+    denoiser = kd_denoiser(D)
     for name, (nfe_of, kwargs) in KD_ODE.items():
-        steps = max(s for s in range(1, nfe + 2) if nfe_of(s) <= nfe or s == 1)
-        for gname, make in grids.items():
+        steps = kd_steps(nfe, nfe_of)
+        for gname, make in kd_grids(kd).items():
             f = _counted(denoiser)
             with torch.no_grad():
                 x0 = getattr(kd, name)(f, x_T.clone(), make(steps).to(torch.float64), disable=True, **kwargs)
@@ -222,7 +217,6 @@ def plot(results, nfes, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.8), squeeze=False)
     styles = {"ours": "-", "default": "-", "k-diffusion": "--", "classical": ":"}
@@ -241,12 +235,7 @@ def plot(results, nfes, path):
                         label=f"{labels[fam]}, median")
         ax.axhline(max(res["reference_vs_ea3_2000"], 1e-16), color="k", lw=0.8, ls="-.",
                    label="reference vs ExponentialAdams(3), 2000 steps")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xticks(list(nfes))
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        ax.set_xlabel("model evaluations (NFE)")
+        nfe_axes(ax, nfes)
         ax.set_ylabel("distance to the converged ODE solution\n(filled: RMS; hollow: median over starts)")
         what = "one VE schedule" if res["problem"] == "scalar" else "per-band VE (fine bands noised faster)"
         ax.set_title(f"{res['problem']}: mixture of {K} Gaussians on 16 band coefficients,\n{what}", fontsize=10)
@@ -264,12 +253,10 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--problems", default="scalar,perband", help="comma-separated subset of scalar,perband")
     args = ap.parse_args(argv)
-    samples = args.samples or (64 if args.quick else 1024)
+    samples = args.samples if args.samples is not None else (64 if args.quick else 1024)
     if samples < 1:
         raise SystemExit("--samples: need at least 1")
-    kinds = [k.strip() for k in args.problems.split(",") if k.strip()]
-    if not kinds or any(k not in ("scalar", "perband") for k in kinds):
-        raise SystemExit(f"--problems: expected a comma-separated subset of scalar,perband, got {args.problems!r}")
+    kinds = parse_problems(args.problems)
     nfes = (5, 10) if args.quick else NFES
     kd, why = load_sampling()
     if kd is None:

@@ -17,3 +17,12 @@ def test_quick_run_writes_table_json_and_plot_and_the_reference_is_independent(t
         fams = {row["family"] for row in r["rows"]}
         assert {"ours", "default", "classical"} <= fams
         assert all(row["nfe"] <= row["budget"] for row in r["rows"])
+
+
+def test_bad_arguments_exit_naming_the_argument(tmp_path):
+    import pytest
+
+    for argv, name in ((["--problems", "scalar,nope"], "--problems"), (["--samples", "0"], "--samples")):
+        with pytest.raises(SystemExit, match=name):
+            fewstep_mixture.main([*argv, "--out", str(tmp_path)])
+    assert not list(tmp_path.iterdir())  # refused before any work

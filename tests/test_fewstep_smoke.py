@@ -15,3 +15,15 @@ def test_fewstep_quick_writes_table_json_and_plot(tmp_path):
         assert all(r["nfe"] <= r["budget"] for r in res["rows"] if r["family"] != "k-diffusion")
     assert (tmp_path / "fewstep.md").read_text().startswith("### problem")
     assert (tmp_path / "fewstep.png").stat().st_size > 0
+
+
+def test_samples_zero_is_refused_not_replaced_by_the_default(tmp_path):
+    import pytest
+
+    from benchmarks import fewstep
+
+    with pytest.raises(SystemExit, match="--samples"):
+        fewstep.main(["--samples", "0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--problems"):
+        fewstep.main(["--problems", "nope", "--out", str(tmp_path)])
+    assert not list(tmp_path.iterdir())
