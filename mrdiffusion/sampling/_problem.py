@@ -178,7 +178,7 @@ class StepNoise:
         ``ΔW`` and are independent of each other, as a Brownian motion's are.
         """
         k = self.index.get(s)
-        if k is not None and (k + 1 >= len(self.grid) or t == self.grid[k + 1] or t > self.grid[k + 1]):
+        if k is not None and (k + 1 >= len(self.grid) or t >= self.grid[k + 1]):
             return self.path.increment(k, k + 1) * math.sqrt(t - s)
         k = bisect.bisect_right(self.grid, s) - 1
         if not 0 <= k < len(self.grid) - 1 or t > self.grid[k + 1] * (1 + 1e-12) + 1e-15 or t <= s:

@@ -36,7 +36,7 @@ class DPMSolverPP2S(SamplerScheme):
     evals_per_step = 2
     drift_evals = 2
 
-    def __init__(self, eta=0.0, band=None):
+    def __init__(self, band=None, eta=0.0):
         if not 0.0 <= float(eta) <= 1.0:
             raise ValueError(f"eta: expected a number in [0, 1], got {eta!r}")
         self.eta = float(eta)
@@ -52,32 +52,23 @@ class DPMSolverPP2S(SamplerScheme):
         D = sde.denoise(u, x)
         if e.final:
             return (e.s2 / e.s1) * x - e.a2 * torch.expm1(-e.h) * D
-        if self.eta:
-            return self._sde_step(sde, u, h, x, e, D)
+        eta, nu = self.eta, 1.0 + self.eta
         # the reference band's λ-midpoint: σ̂_m = sqrt(σ̂_1 σ̂_2)
         sh1 = sigma_hat(sde.noising, sde.time(u), self.band)
         sh2 = sigma_hat(sde.noising, sde.time(u + h), self.band)
         um = sde.time_at_sigma_hat(u, u + h, math.sqrt(sh1 * sh2), band=self.band)
         am, sm = sde.alpha_sigma(um)
-        rho_m = (sm * e.a1) / (e.s1 * am)
-        xm = (sm / e.s1) * x - am * torch.expm1(torch.log(rho_m)) * D
-        Dm = sde.denoise(um, xm, record=False)
-        r = torch.log(rho_m) / torch.log(e.rho)
-        return (e.s2 / e.s1) * x - e.a2 * torch.expm1(-e.h) * ((1 - 1 / (2 * r)) * D + Dm / (2 * r))
-
-    def _sde_step(self, sde, u, h, x, e, D):
-        eta, nu = self.eta, 1.0 + self.eta
-        sh1 = sigma_hat(sde.noising, sde.time(u), self.band)
-        sh2 = sigma_hat(sde.noising, sde.time(u + h), self.band)
-        um = sde.time_at_sigma_hat(u, u + h, math.sqrt(sh1 * sh2), band=self.band)
-        am, sm = sde.alpha_sigma(um)
-        hm = torch.log(e.s1 * am) - torch.log(sm * e.a1)  # λ_m - λ_1 per coordinate
-        xi_a, xi_b = sde.normals(u, um), sde.normals(um, u + h)
-        amp_a = torch.sqrt(-torch.expm1(-2 * eta * hm))  # √(1 - ρ_m^{2η})
-        xm = (sm / e.s1) * torch.exp(-eta * hm) * x - am * torch.expm1(-nu * hm) * D + sm * amp_a * xi_a
+        hm = torch.log(e.s1 * am) - torch.log(sm * e.a1)  # λ_m - λ_1, per coordinate
+        xm = (sm / e.s1) * torch.exp(-eta * hm) * x - am * torch.expm1(-nu * hm) * D
+        if eta:
+            xi_a, xi_b = sde.normals(u, um), sde.normals(um, u + h)
+            amp_a = torch.sqrt(-torch.expm1(-2 * eta * hm))  # √(1 - ρ_m^{2η})
+            xm = xm + sm * amp_a * xi_a
         Dm = sde.denoise(um, xm, record=False)
         r = hm / e.h
-        h2 = e.h - hm  # λ_2 - λ_m
-        noise = e.s2 * (torch.exp(-eta * h2) * amp_a * xi_a + torch.sqrt(-torch.expm1(-2 * eta * h2)) * xi_b)
         mix = (1 - 1 / (2 * r)) * D + Dm / (2 * r)
-        return (e.s2 / e.s1) * torch.exp(-eta * e.h) * x - e.a2 * torch.expm1(-nu * e.h) * mix + noise
+        out = (e.s2 / e.s1) * torch.exp(-eta * e.h) * x - e.a2 * torch.expm1(-nu * e.h) * mix
+        if eta:
+            h2 = e.h - hm  # λ_2 - λ_m
+            out = out + e.s2 * (torch.exp(-eta * h2) * amp_a * xi_a + torch.sqrt(-torch.expm1(-2 * eta * h2)) * xi_b)
+        return out
