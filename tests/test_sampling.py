@@ -237,3 +237,7 @@ def test_step_noise_pieces_add_up_and_are_independent():
     assert torch.equal(noise.increment(0.0, 0.3), noise.increment(0.0, 0.3))
     with pytest.raises(ValueError, match="inside one grid step"):
         noise.increment(0.5, 1.0)
+    with pytest.raises(ValueError, match="already cut at 0.45"):  # one cut per step: no silently wrong bridge
+        noise.increment(0.3, 0.5)
+    with pytest.raises(ValueError, match="both ends inside"):
+        noise.increment(0.8, 0.9)

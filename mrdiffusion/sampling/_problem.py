@@ -169,13 +169,19 @@ class StepNoise:
                                          sample_ids=sample_ids)
         self.index = {u: i for i, u in enumerate(u_grid)}
         self.grid = list(u_grid)
+        self.cuts = {}  # step -> the one interior point it is cut at
 
     def increment(self, s, t):
-        """``ΔW`` over ``[s, t]``: a whole grid step (``s`` a grid time), or a piece of one (two-stage schemes).
+        """``ΔW`` over ``[s, t]``: a whole grid step (``s`` a grid time), or a piece of one cut at one point.
 
-        Inside step ``k`` (``u_k ≤ s < t ≤ u_{k+1}``, length ``H``) the increment is the path's over
-        ``[k + (s - u_k)/H, k + (t - u_k)/H]`` times ``√H``: pieces of a step add up to the step's own
-        ``ΔW`` and are independent of each other, as a Brownian motion's are.
+        A step ``k`` (``[u_k, u_{k+1}]``, length ``H``, ``ΔW = √H Z`` with ``Z`` the path's increment over
+        ``[k, k+1]``) may be cut at one interior point ``c = u_k + f H`` (a two-stage scheme's stage). The
+        piece up to it is the Brownian bridge's value there,
+        ``√H (f Z + √(f(1-f)) N)``, ``N = 2 W(k+½) - W(k) - W(k+1)`` a standard normal independent of ``Z``;
+        the piece after it is the rest of ``ΔW``. So the pieces add up to the step's ``ΔW``, are independent,
+        have variances ``c - u_k`` and ``u_{k+1} - c``, and are still a function of ``(seed, k, sample id,
+        element)`` drawn on the path's dyadic grid (an off-grid query of the path would descend ~50 levels). A
+        second, different cut in the same step is refused.
         """
         k = self.index.get(s)
         if k is not None and (k + 1 >= len(self.grid) or t >= self.grid[k + 1]):
@@ -183,8 +189,16 @@ class StepNoise:
         k = bisect.bisect_right(self.grid, s) - 1
         if not 0 <= k < len(self.grid) - 1 or t > self.grid[k + 1] * (1 + 1e-12) + 1e-15 or t <= s:
             raise ValueError(f"StepNoise: [{s!r}, {t!r}] is not inside one grid step of this solve")
-        H = self.grid[k + 1] - self.grid[k]
-        a, b = (s - self.grid[k]) / H, min((t - self.grid[k]) / H, 1.0)
-        return self.path.increment(k + a, k + b) * math.sqrt(H)
+        u0, u1 = self.grid[k], self.grid[k + 1]
+        if s > u0 and t < u1 * (1 - 1e-12) - 1e-15:
+            raise ValueError(f"StepNoise: [{s!r}, {t!r}] has both ends inside step {k}; it cuts a step at one point")
+        cut = t if s == u0 else s
+        if self.cuts.setdefault(k, cut) != cut:
+            raise ValueError(f"StepNoise: step {k} is already cut at {self.cuts[k]!r}, not at {cut!r}")
+        H, f = u1 - u0, (cut - u0) / (u1 - u0)
+        Z = self.path.increment(k, k + 1)
+        N = 2 * self.path.increment(k, k + 0.5) - Z
+        head = math.sqrt(H) * (f * Z + math.sqrt(f * (1 - f)) * N)
+        return head if s == u0 else math.sqrt(H) * Z - head
 
     __call__ = increment
