@@ -391,19 +391,22 @@ def plot(results, nfes, path):
     plt.close(fig)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.fewstep", description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: few samples, NFE 5 and 10")
+def run_cli(argv, *, prog, doc, unit, default, quick, minimum, stem, run, summarize, plot, meta):
+    """The command line both few-step benchmarks share: parse, run every problem, write
+    ``<stem>.json``/``.md``/``.png`` atomically under ``--out`` and print the tables.
+    ``doc`` is the module's docstring, ``unit`` names what ``--samples`` counts; ``meta`` is merged into the JSON's ``meta``."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help=f"smoke run: few {unit}, NFE 5 and 10")
     ap.add_argument("--out", default="results/fewstep", help="output folder")
-    ap.add_argument("--samples", type=int, default=None, help="samples per run (default 65536; quick: 512)")
+    ap.add_argument("--samples", type=int, default=None, help=f"{unit} per run (default {default}; quick: {quick})")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--problems", default="scalar,perband", help="comma-separated subset of scalar,perband")
     args = ap.parse_args(argv)
-    samples = args.samples if args.samples is not None else (512 if args.quick else 65536)
-    if samples < 2:
-        raise SystemExit("--samples: need at least 2")
-    nfes = (5, 10) if args.quick else NFES
+    samples = args.samples if args.samples is not None else (quick if args.quick else default)
+    if samples < minimum:
+        raise SystemExit(f"--samples: need at least {minimum}")
     kinds = parse_problems(args.problems)
+    nfes = (5, 10) if args.quick else NFES
     kd, why = load_sampling()
     if kd is None:
         print(f"k-diffusion skipped: {why}")
@@ -412,12 +415,19 @@ def main(argv=None):
     results = [run(kind, samples, args.seed, nfes, kd) for kind in kinds]
     md = "\n".join(summarize(r, nfes) for r in results)
     meta = {"k_diffusion": None if kd is None else KD_VERSION, "seconds": time.perf_counter() - t0,
-            "nfes": list(nfes), "default": {"solver": repr(DEFAULT_SOLVER), "grid": repr(DEFAULT_GRID)}}
-    atomic_write(os.path.join(args.out, "fewstep.json"), json.dumps({"meta": meta, "results": results}, indent=1))
-    atomic_write(os.path.join(args.out, "fewstep.md"), md)
-    plot(results, nfes, os.path.join(args.out, "fewstep.png"))
+            "nfes": list(nfes), **meta}
+    base = os.path.join(args.out, stem)
+    atomic_write(base + ".json", json.dumps({"meta": meta, "results": results}, indent=1))
+    atomic_write(base + ".md", md)
+    plot(results, nfes, base + ".png")
     print(md)
-    print(f"wrote {args.out}/fewstep.{{json,md,png}} in {meta['seconds']:.0f} s")
+    print(f"wrote {base}.{{json,md,png}} in {meta['seconds']:.0f} s")
+
+
+def main(argv=None):
+    run_cli(argv, prog="python -m benchmarks.fewstep", doc=__doc__, unit="samples", default=65536, quick=512, minimum=2,
+            stem="fewstep", run=run, summarize=summarize, plot=plot,
+            meta={"default": {"solver": repr(DEFAULT_SOLVER), "grid": repr(DEFAULT_GRID)}})
 
 
 if __name__ == "__main__":

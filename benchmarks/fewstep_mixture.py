@@ -34,23 +34,17 @@ Writes ``DIR/fewstep_mixture.{json,md,png}``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
 import time
 
 import torch
 
 import solvers
-from mrdiffusion._io import atomic_write
 from mrdiffusion.processes import gaussian_mixture_denoiser
 from mrdiffusion.sampling import DEFAULT_GRID, DEFAULT_SOLVER, EDMRho, ExponentialAdams, sample
 
-from ._kdiffusion import VERSION as KD_VERSION
-from ._kdiffusion import load_sampling
-from .fewstep import (NFES, OUR_GRIDS, OUR_SCHEMES, _counted, build_problem, kd_denoiser, kd_grids, kd_steps, nfe_axes,
-                      parse_problems)
+from .fewstep import (OUR_GRIDS, OUR_SCHEMES, _counted, build_problem, kd_denoiser, kd_grids, kd_steps, nfe_axes,
+                      run_cli)
 
 K = 8
 T_EPS = 1e-10
@@ -246,33 +240,8 @@ def plot(results, nfes, path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.fewstep_mixture", description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: few starts, NFE 5 and 10")
-    ap.add_argument("--out", default="results/fewstep", help="output folder")
-    ap.add_argument("--samples", type=int, default=None, help="starts per run (default 1024; quick: 64)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--problems", default="scalar,perband", help="comma-separated subset of scalar,perband")
-    args = ap.parse_args(argv)
-    samples = args.samples if args.samples is not None else (64 if args.quick else 1024)
-    if samples < 1:
-        raise SystemExit("--samples: need at least 1")
-    kinds = parse_problems(args.problems)
-    nfes = (5, 10) if args.quick else NFES
-    kd, why = load_sampling()
-    if kd is None:
-        print(f"k-diffusion skipped: {why}")
-    os.makedirs(args.out, exist_ok=True)
-    t0 = time.perf_counter()
-    results = [run(kind, samples, args.seed, nfes, kd) for kind in kinds]
-    md = "\n".join(summarize(r, nfes) for r in results)
-    meta = {"k_diffusion": None if kd is None else KD_VERSION, "seconds": time.perf_counter() - t0,
-            "nfes": list(nfes), "components": K}
-    atomic_write(os.path.join(args.out, "fewstep_mixture.json"),
-                      json.dumps({"meta": meta, "results": results}, indent=1))
-    atomic_write(os.path.join(args.out, "fewstep_mixture.md"), md)
-    plot(results, nfes, os.path.join(args.out, "fewstep_mixture.png"))
-    print(md)
-    print(f"wrote {args.out}/fewstep_mixture.{{json,md,png}} in {meta['seconds']:.0f} s")
+    run_cli(argv, prog="python -m benchmarks.fewstep_mixture", doc=__doc__, unit="starts", default=1024, quick=64, minimum=1,
+            stem="fewstep_mixture", run=run, summarize=summarize, plot=plot, meta={"components": K})
 
 
 if __name__ == "__main__":
