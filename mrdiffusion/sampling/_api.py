@@ -90,10 +90,11 @@ def sample(model, noising, x_T, *, nfe=10, solver=None, grid=None, seed=0, predi
     steps = solver.steps_for(nfe, to_zero)
     times = grid(steps, t_start, t_end, noising)
     prob = DenoisingProblem(as_denoiser(model, noising, prediction), noising, times, x_T, solver.stochastic)
-    path = brownian
-    if solver.stochastic and path is None:
-        path = StepNoise(tuple(x_T.shape), prob.u_grid, seed, x_T.dtype, x_T.device, sample_ids)
-    prob.brownian = path if solver.stochastic else None
+    noise = None  # the solve's Brownian source, also read by schemes with stages (DenoisingProblem.normals)
+    if solver.stochastic:
+        noise = brownian if brownian is not None else StepNoise(tuple(x_T.shape), prob.u_grid, seed, x_T.dtype,
+                                                                x_T.device, sample_ids)
+    prob.brownian = noise
     u = prob.u_grid
-    xs = solvers.sdeint(prob, x_T, [u[0], u[-1]], solver, tstops=u[1:-1], brownian=path if solver.stochastic else None)
+    xs = solvers.sdeint(prob, x_T, [u[0], u[-1]], solver, tstops=u[1:-1], brownian=noise)
     return xs[-1], SampleInfo(nfe=prob.nfe, steps=steps, times=list(times), solver=repr(solver), grid=repr(grid))
