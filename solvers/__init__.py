@@ -28,8 +28,9 @@ from ._integrate import DivergenceError, Solution, SolveInfo, Stage, Step, integ
 from ._schemes import (RK4, SRA1, ButcherTableau, DerivativeFreeMilstein, DriftImplicitEuler, EulerMaruyama,
                        ExplicitRK, ExponentialEuler, ExponentialHeun, Heun, Milstein, SRATableau, StochasticRungeKuttaAdditive,
                        StratonovichHeun, StratonovichMidpoint, TwoStepEuler)
-from ._sde import (NOISE_TYPES, SDE, SDE_TYPES, as_sde, diffusion_and_correction, noise_type_of,
-                   sde_from_functions, with_sde_type)
+from ._convert import as_sde, as_terms, diffusion_and_correction, with_sde_type
+from ._sde import NOISE_TYPES, SDE, SDE_TYPES, noise_type_of, sde_from_functions
+from ._terms import Terms
 
 SCHEMES = {
     "EulerMaruyama": EulerMaruyama,
@@ -46,7 +47,7 @@ SCHEMES = {
 
 __all__ = [
     "sdeint", "integrate", "Stage", "Solution", "Step", "odeint_torchdiffeq", "SolveInfo", "DivergenceError",
-    "SDE", "NOISE_TYPES", "SDE_TYPES", "as_sde", "sde_from_functions", "noise_type_of", "with_sde_type",
+    "SDE", "NOISE_TYPES", "SDE_TYPES", "as_sde", "as_terms", "Terms", "sde_from_functions", "noise_type_of", "with_sde_type",
     "diffusion_and_correction",
     "BrownianSource", "BrownianPath", "GridNoise", "TabulatedPath", "RecordedNoise", "as_brownian",
     "Scheme", "ItoScheme", "StratonovichScheme", "Context",

@@ -17,10 +17,13 @@ on each solver the same way):
   its one-step mean-square factor on ``dX = λX dt + μX dW``
   (:meth:`Scheme.ms_stability_factor`, ``ms_stability_formula``).
 
-The driver (:func:`solvers.sdeint`) calls :meth:`Scheme.check` once, before
+The driver (:func:`solvers.sdeint`) turns the user's problem into typed
+:class:`~solvers._terms.Terms` once, calls :meth:`Scheme.check` once, before
 the first step (``supports`` is the boolean form), converts the drift when the
 SDE is written in the other calculus (:meth:`Scheme.prepare`), and then calls
-``scheme.step(sde, t, h, x, dW, ctx)`` on every step. ``dW`` is the Brownian
+``scheme.step(terms, t, h, x, dW, ctx)`` on every step: a scheme reads the
+drift, diffusion and optional parts as fields of the terms, never by asking the
+user's object. ``dW`` is the Brownian
 increment over ``[t, t + h]`` already shaped to broadcast against the
 diffusion (``None`` for an ODE); schemes with ``needs_levy_area`` receive the
 pair ``(dW, U)`` with ``U = ∫_t^{t+h} (W_u - W_t) du``.
@@ -32,7 +35,8 @@ import math
 
 import torch
 
-from ._sde import SDE_TYPES, noise_type_of, sde_type_of, with_sde_type
+from ._convert import as_terms, with_sde_type
+from ._terms import Terms
 
 __all__ = ["Scheme", "ItoScheme", "StratonovichScheme", "Context"]
 
@@ -83,8 +87,8 @@ class Scheme:
     ``ode_order``             classical order on ODEs (``None``: does not solve ODEs)
     ``noise_treatment``       noise type → how the scheme treats it (its keys are ``noise_types``)
     ``needs_levy_area``       wants ``(dW, U)`` instead of ``dW``
-    ``needs_linear``          needs ``sde.linear(t)``
-    ``uses_drift_split``      uses ``sde.drift_parts`` / ``drift_part1/2`` when given
+    ``needs_linear``          needs the linear part ``terms.linear``
+    ``uses_drift_split``      uses the drift split ``terms.drift_split`` when given
     ``stability_formula``     ``R(z)`` as text; ``stability_function(z)`` computes it
     ``ms_stability_formula``  the mean-square condition as text (``None``: not stated)
     ``drift_evals``, ``diffusion_evals``  evaluations per step, for the NFE count
@@ -105,6 +109,7 @@ class Scheme:
     ms_stability_formula: str | None = None
     drift_evals: int = 1
     diffusion_evals: int = 1
+    compiled: bool = False  # True for a step run through torch.compile (the driver then skips its shape check)
 
     @property
     def noise_types(self) -> frozenset:
@@ -151,21 +156,23 @@ class Scheme:
     def incompatibility(self, sde, shape=None) -> str | None:
         """Why this scheme cannot solve ``sde`` for states of ``shape`` (``None`` if it can).
 
-        Only the SDE's declared structure is read (no drift or diffusion is
+        ``sde`` is any problem :func:`~solvers._convert.as_terms` accepts, or its
+        terms. Only the declared structure is read (no drift or diffusion is
         evaluated), so this is free to call before any work.
         """
-        noise = noise_type_of(sde)
-        sde_name = type(sde).__name__
+        try:
+            terms = as_terms(sde)
+        except ValueError as err:  # a declared type out of range
+            return str(err)
+        noise = terms.noise_type
         if noise is None:
             if self.ode_order is None:
-                return f"solver {self.name} does not solve ODEs, but sde {sde_name} is an ODE (noise_type=None)"
+                return f"solver {self.name} does not solve ODEs, but sde {terms.name} is an ODE (noise_type=None)"
         elif noise not in self.noise_types:
-            return (f"solver {self.name} supports noise types {sorted(self.noise_types)}, but sde {sde_name} "
-                    f"has noise={noise!r}")
-        if self.needs_linear and not hasattr(sde, "linear"):
-            return f"solver {self.name} needs the linear part of the drift, but sde {sde_name} defines no linear(t)"
-        if noise is not None and sde_type_of(sde) not in SDE_TYPES:
-            return f"sde {sde_name} has sde_type={sde_type_of(sde)!r}; expected one of {SDE_TYPES}"
+            return (f"solver {self.name} supports noise types {sorted(self.noise_types)}, but sde {terms.name} "
+                    f"has noise_type={noise!r}")
+        if self.needs_linear and terms.linear is None:
+            return f"solver {self.name} needs the linear part of the drift, but sde {terms.name} defines no linear(t)"
         return None
 
     def supports(self, sde, shape=None) -> bool:
@@ -178,15 +185,20 @@ class Scheme:
         if reason is not None:
             raise ValueError(reason)
 
-    def prepare(self, sde):
-        """The SDE this scheme should step: ``sde`` itself, or, when ``sde.sde_type`` is the other
-        calculus and the noise is not additive, ``sde`` with its drift converted
-        (``f_Itô = f_Strat + ½ Σ_k (∂g_k/∂x) g_k``, by autograd; see :func:`solvers.with_sde_type`)."""
-        if self.sde_type is None or noise_type_of(sde) in (None, "additive"):
-            return sde
-        if sde_type_of(sde) == self.sde_type:
-            return sde
-        return with_sde_type(sde, self.sde_type)
+    def prepare(self, sde) -> Terms:
+        """The terms this scheme should step: the typed terms of ``sde`` (see
+        :func:`~solvers._convert.as_terms`) or, when ``sde_type`` is the other calculus and the noise is
+        not additive, those terms with the drift converted (``f_Itô = f_Strat + ½ Σ_k (∂g_k/∂x) g_k``,
+        by autograd; see :func:`solvers.with_sde_type`)."""
+        terms = as_terms(sde)
+        if self.sde_type is None or terms.noise_type in (None, "additive") or terms.sde_type == self.sde_type:
+            return terms
+        return as_terms(with_sde_type(terms, self.sde_type))
+
+    def operand(self, terms: Terms):
+        """What :meth:`step` receives for ``terms`` (after :meth:`prepare`): the terms themselves. A scheme
+        that steps a problem type of its own (a diffusion sampler) returns ``terms.problem``."""
+        return terms
 
     def step(self, sde, t: float, h: float, x: torch.Tensor, dW, ctx: Context) -> torch.Tensor:
         raise NotImplementedError

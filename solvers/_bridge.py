@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import as_times
-from ._sde import as_sde
+from ._convert import as_terms
 
 __all__ = ["odeint_torchdiffeq"]
 
@@ -24,7 +24,7 @@ def odeint_torchdiffeq(ode, x0: torch.Tensor, ts, *, method: str = "dopri5", rto
     import torchdiffeq
 
     times, _ = as_times(ts)
-    sde = as_sde(ode)
+    sde = as_terms(ode)
     count = [0]
 
     def func(t, y):

@@ -7,7 +7,6 @@ import math
 import torch
 
 from ._brownian import as_brownian
-from ._sde import noise_type_of
 
 __all__ = ["as_times", "broadcasts_to", "probe", "grid", "check_source"]
 
@@ -43,7 +42,7 @@ def broadcasts_to(shape, target) -> bool:
 
 
 def probe(sde, x, t0, where=""):
-    """Check drift/diffusion shapes once.
+    """Check the drift/diffusion shapes of typed terms ``sde`` once.
 
     Returns ``(brownian shape, view shape, general, tensor_g, g shape)``; the
     first two are ``None`` for an ODE. ``where`` names the stage in messages.
@@ -53,13 +52,13 @@ def probe(sde, x, t0, where=""):
         got = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
         raise ValueError(f"sde.drift{where}: returned {got}, expected a tensor of the state's shape "
                          f"{tuple(x.shape)}")
-    noise = noise_type_of(sde)
+    noise = sde.noise_type
     if noise is None:
         return None, None, False, False, None
     g = sde.diffusion(t0, x)
     lead = [1] * max(x.ndim - 1, 0)
     batch = (x.shape[0],) if x.ndim else ()
-    m = getattr(sde, "brownian_size", None)
+    m = sde.brownian_size
     tensor_g = isinstance(g, torch.Tensor)
     gshape = tuple(g.shape) if tensor_g else ()
     general = noise == "general" or (noise == "additive" and (m is not None or len(gshape) == x.ndim + 1))
@@ -98,7 +97,7 @@ def check_source(brownian, bshape, span, solver, where=""):
         path = as_brownian(brownian)
     except TypeError as err:
         raise ValueError(f"brownian{where}: {err}") from None
-    shape = getattr(path, "shape", None)
+    shape = path.shape
     # torchsde's layout is accepted too: one row per sample, flattened, (batch, prod(event)); for scalar
     # noise (batch, 1). The batch size and the elements per sample must agree either way.
     flat = (shape is not None and len(shape) == 2 and len(bshape) >= 1 and shape[0] == bshape[0]
@@ -106,7 +105,7 @@ def check_source(brownian, bshape, span, solver, where=""):
     if shape is not None and tuple(shape) != tuple(bshape) and not flat:
         raise ValueError(f"brownian{where}: has shape {tuple(shape)}, but this SDE needs increments of shape "
                          f"{tuple(bshape)}")
-    t0, t1 = getattr(path, "t0", None), getattr(path, "t1", None)
+    t0, t1 = path.t0, path.t1
     if t0 is not None and t1 is not None:
         tol = 1e-9 * max(1.0, abs(t1 - t0))
         if span[0] < t0 - tol or span[1] > t1 + tol:

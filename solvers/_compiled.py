@@ -49,6 +49,8 @@ class Compiled(Scheme):
     first step, and shared by every solve that uses this object.
     """
 
+    compiled = True  # the driver then skips its shape-checking terms (new terms objects would recompile)
+
     def __init__(self, scheme: Scheme, **compile_kwargs):
         if isinstance(scheme, type) and issubclass(scheme, Scheme):
             raise ValueError(f"scheme: expected a scheme instance such as solvers.{scheme.__name__}(), "
@@ -57,11 +59,10 @@ class Compiled(Scheme):
             raise ValueError(f"scheme: expected an uncompiled scheme instance, got {scheme!r}")
         self.scheme = scheme
         self.compile_kwargs = dict(compile_kwargs)
-        for name in _DECLARED:
+        for name in _DECLARED:  # not a probe: copies the wrapped scheme's declared facts, all of which exist
             setattr(self, name, getattr(scheme, name))
         self._step = None
         self._h = 0.0
-        self.compiled = True  # the driver then skips its shape-checking proxy (a new SDE object recompiles)
 
     @property
     def name(self) -> str:
@@ -78,6 +79,9 @@ class Compiled(Scheme):
 
     def prepare(self, sde):
         return self.scheme.prepare(sde)
+
+    def operand(self, terms):
+        return self.scheme.operand(terms)
 
     def stability_function(self, z):
         return self.scheme.stability_function(z)

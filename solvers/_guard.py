@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["DivergenceError", "Guard", "ShapeChecked"]
+__all__ = ["DivergenceError", "Guard", "shape_checked"]
 
 
 class DivergenceError(FloatingPointError):
@@ -59,32 +59,29 @@ class Guard:
         return x
 
 
-class ShapeChecked:
-    """An SDE seen through a check of every drift and diffusion output's shape.
+def shape_checked(terms, g_shape, sign=1.0):
+    """``terms`` with every drift and diffusion output's shape checked.
 
-    The driver hands this proxy to the scheme on one step in ``check_every``
-    (and the plain SDE otherwise), so a drift or diffusion whose output shape
+    The driver hands these terms to the scheme on one step in ``check_every``
+    (and the plain terms otherwise), so a drift or diffusion whose output shape
     changes mid-solve is caught within a few steps at no measurable cost; the
-    error names the time. Every other attribute is the SDE's own.
+    error names the time.
     """
+    drift, diffusion = terms.drift, terms.diffusion
 
-    def __init__(self, sde, g_shape, sign=1.0):
-        self._sde, self._g_shape, self._sign = sde, g_shape, sign
-
-    def __getattr__(self, name):
-        return getattr(self._sde, name)
-
-    def drift(self, t, x):
-        f = self._sde.drift(t, x)
+    def checked_drift(t, x):
+        f = drift(t, x)
         if f.shape != x.shape:
-            raise ValueError(f"sde.drift: returned shape {tuple(f.shape)} at t={self._sign * t:g}, expected the "
+            raise ValueError(f"sde.drift: returned shape {tuple(f.shape)} at t={sign * t:g}, expected the "
                              f"state's shape {tuple(x.shape)} (it was right at the start of the solve)")
         return f
 
-    def diffusion(self, t, x):
-        g = self._sde.diffusion(t, x)
+    def checked_diffusion(t, x):
+        g = diffusion(t, x)
         shape = tuple(g.shape) if isinstance(g, torch.Tensor) else ()
-        if shape != self._g_shape:
-            raise ValueError(f"sde.diffusion: returned shape {shape} at t={self._sign * t:g}, expected "
-                             f"{self._g_shape} as at the start of the solve")
+        if shape != g_shape:
+            raise ValueError(f"sde.diffusion: returned shape {shape} at t={sign * t:g}, expected "
+                             f"{g_shape} as at the start of the solve")
         return g
+
+    return terms.replace(drift=checked_drift, diffusion=None if diffusion is None else checked_diffusion)

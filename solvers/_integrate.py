@@ -17,9 +17,9 @@ import torch
 from ._base import Context, Scheme
 from ._brownian import BrownianPath, GridNoise
 from ._checks import as_times, check_source, grid, probe
-from ._guard import DivergenceError, Guard, ShapeChecked
-from ._reverse import ReversedBrownian, ReversedSDE
-from ._sde import as_sde, noise_type_of
+from ._convert import as_terms
+from ._guard import DivergenceError, Guard, shape_checked
+from ._reverse import ReversedBrownian, reversed_terms
 from ._stepping import Step, run_adaptive, run_fixed
 
 __all__ = ["sdeint", "integrate", "Stage", "Solution", "Step", "SolveInfo", "DivergenceError"]
@@ -83,7 +83,8 @@ class Solution:
 
 
 def _as_stages(schedule, t0, sign) -> List[Stage]:
-    if hasattr(schedule, "schedule") and callable(schedule.schedule):
+    # probe: a level schedule is any object with schedule() (solvers cannot import mrdiffusion's classes)
+    if callable(getattr(schedule, "schedule", None)):
         schedule = schedule.schedule()
     if isinstance(schedule, (list, tuple)) and schedule and all(isinstance(s, Stage) for s in schedule):
         stages = list(schedule)
@@ -93,10 +94,10 @@ def _as_stages(schedule, t0, sign) -> List[Stage]:
         if any(sign * (b - a) <= 0 or not math.isfinite(b) for a, b in zip(starts, starts[1:])):
             raise ValueError(f"schedule: stage starts must be finite and strictly {'in' if sign > 0 else 'de'}creasing "
                              f"like ts, got {starts}")
-        return [Stage(t, as_sde(s.sde), s.embed, s.brownian) for t, s in zip(starts, stages)]
+        return [Stage(t, as_terms(s.sde), s.embed, s.brownian) for t, s in zip(starts, stages)]
     if isinstance(schedule, (list, tuple)):
         raise ValueError("sde: expected an SDE, or a level schedule: a non-empty list of solvers.Stage")
-    return [Stage(t0, as_sde(schedule))]
+    return [Stage(t0, as_terms(schedule))]
 
 
 def _check_solver(solver):
@@ -191,7 +192,7 @@ def integrate(schedule, x0: torch.Tensor, ts, solver: Scheme, *, dt: Optional[fl
         if k and st.embed is not None:
             x = st.embed(x)
         solver.check(st.sde, tuple(x.shape))  # before any work
-        sde = solver.prepare(st.sde)  # the SDE in the scheme's calculus
+        sde = solver.prepare(st.sde)  # the terms in the scheme's calculus
         bshape, bview, general, tensor_g, gshape = probe(sde, x, st.t_start, where)
         if bshape is not None and time_grad:
             raise ValueError("ts: gradients with respect to the times are defined for ODEs only (noise=None)")
@@ -201,8 +202,8 @@ def integrate(schedule, x0: torch.Tensor, ts, solver: Scheme, *, dt: Optional[fl
             src = check_source(src, bshape, span, solver, where)
             if sign < 0:
                 src = ReversedBrownian(src)
-        plans.append(dict(sde=sde if sign > 0 else ReversedSDE(sde), src=src, bshape=bshape, bview=bview,
-                          ctx=Context(noise_type_of(sde), general, tensor_g), gshape=gshape, shape=tuple(x.shape),
+        plans.append(dict(sde=sde if sign > 0 else reversed_terms(sde), src=src, bshape=bshape, bview=bview,
+                          ctx=Context(sde.noise_type, general, tensor_g), gshape=gshape, shape=tuple(x.shape),
                           dtype=x.dtype))
     gen, user_gen = _own_generator(generator, seed, device, checkpoint is not None)
 
@@ -260,12 +261,12 @@ def integrate(schedule, x0: torch.Tensor, ts, solver: Scheme, *, dt: Optional[fl
                 src = GridNoise(plan["bview"], generator=gen, dtype=plan["dtype"], device=device, levy_area=levy,
                                 like=x if x.is_contiguous() else None)
         checked = None
-        if check_every and not getattr(solver, "compiled", False):
-            checked = ShapeChecked(plan["sde"], plan["gshape"], sign)
+        if check_every and not solver.compiled:
+            checked = solver.operand(shape_checked(plan["sde"], plan["gshape"], sign))
         saves = {tau_i: i for i, tau_i in inside.items()}
         if k and a in saves:  # right-continuous: a save time at a stage start sees the embedded state
             record(saves[a], k, x)
-        common = dict(sde=plan["sde"], checked=checked, solver=solver, ctx=plan["ctx"], noise=src if noisy else None,
+        common = dict(sde=solver.operand(plan["sde"]), checked=checked, solver=solver, ctx=plan["ctx"], noise=src if noisy else None,
                       bview=None if isinstance(src, GridNoise) else plan["bview"], levy=levy, guard=guard,
                       callback=callback, stage=k, sign=sign, bar=bar, info=info, saves=saves,
                       record=lambda tau_i, x, k=k, saves=saves: record(saves[tau_i], k, x))

@@ -14,50 +14,43 @@ from __future__ import annotations
 import torch
 
 from ._brownian import BrownianSource
-from ._sde import noise_type_of
+from ._terms import Terms
 
-__all__ = ["ReversedSDE", "ReversedBrownian"]
+__all__ = ["reversed_terms", "ReversedBrownian"]
 
 
-class ReversedSDE:
-    """``τ ↦ (-f(-τ, y), g(-τ, y))``; the linear part and drift split follow, ``linear_transition`` does not."""
+def _negated(fn):
+    return None if fn is None else (lambda t, x: -fn(-t, x))
 
-    def __init__(self, sde):
-        self.sde = sde
-        self.noise = self.noise_type = noise_type_of(sde)
-        if hasattr(sde, "brownian_size"):
-            self.brownian_size = sde.brownian_size
-        if hasattr(sde, "linear"):
-            self.linear = lambda t: -sde.linear(-t)
-            self.linear_only = getattr(sde, "linear_only", False)
-            if hasattr(sde, "nonlinear"):
-                self.nonlinear = lambda t, x: -sde.nonlinear(-t, x)
-        if hasattr(sde, "drift_part1") and hasattr(sde, "drift_part2"):
-            self.drift_part1 = lambda t, x: -sde.drift_part1(-t, x)
-            self.drift_part2 = lambda t, x: -sde.drift_part2(-t, x)
-        elif hasattr(sde, "drift_parts"):
-            self.drift_parts = lambda t, x: tuple(-f for f in sde.drift_parts(-t, x))
-        if hasattr(sde, "diffusion_derivative"):
-            self.diffusion_derivative = lambda t, x: sde.diffusion_derivative(-t, x)
 
-    def drift(self, t, x):
-        return -self.sde.drift(-t, x)
+def reversed_terms(terms: Terms) -> Terms:
+    """``τ ↦ (-f(-τ, y), g(-τ, y))``; the linear part, the nonlinear part and the drift split follow.
 
-    def diffusion(self, t, x):
-        return self.sde.diffusion(-t, x)
-
-    def __repr__(self) -> str:
-        return f"ReversedSDE({self.sde!r})"
+    ``linear_transition`` and the exact weight of a forcing are dropped (they
+    are integrals over ``[s, t]`` in the caller's time; exponential schemes fall
+    back to the mid-step linear part).
+    """
+    drift, diffusion, linear = terms.drift, terms.diffusion, terms.linear
+    derivative = terms.diffusion_derivative
+    split = None if terms.drift_split is None else tuple(_negated(part) for part in terms.drift_split)
+    return terms.replace(
+        drift=lambda t, x: -drift(-t, x),
+        diffusion=None if diffusion is None else (lambda t, x: diffusion(-t, x)),
+        drift_split=split,
+        linear=None if linear is None else (lambda t: -linear(-t)),
+        nonlinear=_negated(terms.nonlinear),
+        linear_transition=None, nonlinear_weight=None, nonlinear_profile=None,
+        diffusion_derivative=None if derivative is None else (lambda t, x: derivative(-t, x)))
 
 
 class ReversedBrownian(BrownianSource):
     """``B(τ) = W(-τ)``: ``B(t) - B(s) = -(W(-s) - W(-t))`` and ``U_B = U_W - h dW`` over the mirrored step."""
 
     def __init__(self, source):
-        self.source = source
-        self.has_levy_area = getattr(source, "has_levy_area", False)
-        self.shape = getattr(source, "shape", None)
-        t0, t1 = getattr(source, "t0", None), getattr(source, "t1", None)
+        self.source = source  # a BrownianSource (the driver normalises it first)
+        self.has_levy_area = source.has_levy_area
+        self.shape = source.shape
+        t0, t1 = source.t0, source.t1
         self.t0, self.t1 = (None, None) if t0 is None or t1 is None else (-t1, -t0)
 
     def increment(self, s, t) -> torch.Tensor:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from ._sde import NOISE_TYPES, SDE, _check_types
+from ._sde import SDE
+from ._terms import NOISE_TYPES, check_types, declared
 
 __all__ = ["TorchsdeAdapter", "TORCHSDE_PARTS"]
 
@@ -14,10 +15,8 @@ TORCHSDE_PARTS = ("f", "g", "f_and_g", "g_prod", "f_and_g_prod")
 
 def _defines_forward(obj):
     """Whether ``obj`` defines its own ``forward`` (``nn.Module``'s placeholder does not count)."""
-    forward = getattr(type(obj), "forward", None)
-    if forward is None:
-        return False
-    return forward is not getattr(torch.nn.Module, "forward", None)
+    forward = declared(type(obj), ("forward",)).get("forward")
+    return forward is not None and forward is not torch.nn.Module.forward
 
 
 class TorchsdeAdapter(SDE):
@@ -37,12 +36,13 @@ class TorchsdeAdapter(SDE):
     """
 
     def __init__(self, module):
-        noise_type = getattr(module, "noise_type", None)
-        sde_type = getattr(module, "sde_type", "ito")
+        parts = declared(module, ("noise_type", "sde_type", "brownian_size") + TORCHSDE_PARTS)
+        noise_type = parts.get("noise_type")
+        sde_type = parts.get("sde_type", "ito")
         if noise_type not in NOISE_TYPES:
             raise ValueError(f"sde: torchsde-style module has noise_type={noise_type!r}; expected one of {NOISE_TYPES}")
-        _check_types(noise_type, sde_type, "sde")
-        has = {name: callable(getattr(module, name, None)) for name in ("f", "g", "f_and_g", "g_prod", "f_and_g_prod")}
+        check_types(noise_type, sde_type, "sde")
+        has = {name: callable(parts.get(name)) for name in TORCHSDE_PARTS}
         has["forward"] = _defines_forward(module)
         if not (has["f"] or has["f_and_g"] or has["f_and_g_prod"] or has["forward"]):
             raise ValueError("sde: torchsde-style module defines no drift; expected f(t, y), forward(t, y), "
@@ -55,8 +55,9 @@ class TorchsdeAdapter(SDE):
         self.sde_type = sde_type
         self._has = has
         self._stacked = noise_type in ("general", "additive") and not (has["g"] or has["f_and_g"])
+        self._m = parts.get("brownian_size")  # the module's m, if it states one
         if self._stacked:
-            m = getattr(module, "brownian_size", None)
+            m = self._m
             if not isinstance(m, int) or m < 1:
                 raise ValueError(f"sde: a {noise_type}-noise module that gives only g_prod needs brownian_size = m "
                                  f"(the number of Brownian motions)")
@@ -113,7 +114,7 @@ class TorchsdeAdapter(SDE):
             return torch.ones_like(x)
         if self.noise_type == "scalar":
             return x.new_ones((x.shape[0], 1))
-        m = getattr(self, "brownian_size", None) or getattr(self.module, "brownian_size", None) or 1
+        m = self._m or 1
         v = x.new_zeros((x.shape[0], m))
         if k is not None:
             v[:, k] = 1

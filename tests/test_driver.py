@@ -143,7 +143,7 @@ def test_bad_input_names_the_argument():
         solvers.sdeint(OU(), x0, [0.0, 1.0], em, dt=-0.1)
     with pytest.raises(ValueError, match="solver: expected a scheme instance"):
         solvers.sdeint(OU(), x0, [0.0, 1.0], solvers.EulerMaruyama)
-    with pytest.raises(ValueError, match="solver SRA1 supports noise types.*GBM has noise='diagonal'"):
+    with pytest.raises(ValueError, match="solver SRA1 supports noise types.*GBM has noise_type='diagonal'"):
         solvers.sdeint(GBM(), x0, [0.0, 1.0], solvers.SRA1())
     with pytest.raises(ValueError, match="solver RK4 supports noise types"):
         solvers.sdeint(OU(), x0, [0.0, 1.0], solvers.RK4())

@@ -162,7 +162,9 @@ def test_stratonovich_conversion_of_linear_noise():
     x = torch.tensor([[0.3, -2.0]], dtype=torch.float64)
     assert torch.allclose(ito.drift(0.0, x), (-1.0 + 0.125) * x, rtol=1e-15)
     assert solvers.with_sde_type(ito, "stratonovich") is sde
-    assert solvers.Milstein().prepare(sde).sde_type == "ito" and solvers.StratonovichHeun().prepare(sde) is sde
+    strat = solvers.StratonovichHeun().prepare(sde)  # the typed terms, unconverted
+    assert solvers.Milstein().prepare(sde).sde_type == "ito" and strat.sde_type == "stratonovich" and strat.drift == sde.drift
+    assert solvers.StratonovichHeun().prepare(strat) is strat
 
 
 def test_noise_type_and_noise_are_one_attribute():

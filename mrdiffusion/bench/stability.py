@@ -29,7 +29,7 @@ def amplification(scheme, z):
     """``R(z)`` of ``scheme`` (an instance) for complex ``z = hλ`` (any tensor shape), from one ``step``."""
     z = torch.as_tensor(z, dtype=torch.complex128).reshape(-1)
     ctx = solvers.Context(None, False, False)
-    out = scheme.step(LinearTestEquation(z), 0.0, 1.0, torch.ones_like(z), None, ctx)
+    out = scheme.step(scheme.prepare(LinearTestEquation(z)), 0.0, 1.0, torch.ones_like(z), None, ctx)
     return out
 
 

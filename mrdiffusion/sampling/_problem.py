@@ -37,7 +37,7 @@ class DenoisingProblem(solvers.SDE):
         self.u_grid[0] = 0.0
         self._t = dict(zip(self.u_grid, times))
         self._index = {u: i for i, u in enumerate(self.u_grid)}
-        self.noise = "additive" if stochastic else None
+        self.noise_type = "additive" if stochastic else None
         self.like = like
         self.nfe = 0
         self.history = []  # (u, D, x) at the starts of the steps taken so far
@@ -142,7 +142,7 @@ class DenoisingProblem(solvers.SDE):
         t = self.time(u)
         a, s = self.alpha_sigma(u)
         f, g2 = self.noising.drift_diffusion(t, like=x)
-        w = 0.5 if self.noise is None else 1.0
+        w = 0.5 if self.noise_type is None else 1.0
         D = self.denoise(u, x, record=False)
         return -(f * x + w * g2 * (x - a * D) / (s * s))
 

@@ -26,6 +26,8 @@ from typing import Callable, Tuple
 
 import torch
 
+from .._terms import declared
+
 __all__ = ["BrownianSource", "as_brownian", "space_time_area", "grid_area"]
 
 
@@ -75,12 +77,12 @@ class _CallableBrownian(BrownianSource):
 
     def __init__(self, fn: Callable):
         self._fn = fn
-        approx = getattr(fn, "levy_area_approximation", None)
+        parts = declared(fn, ("levy_area_approximation", "shape", "_start", "_end"))  # torchsde's names
         # torchsde's U (return_U) is h (dW/2 + H) = ∫_s^t (W_u - W_s) du, the same as ours.
-        self.has_levy_area = approx in ("space-time", "davie", "foster")
-        shape = getattr(fn, "shape", None)
+        self.has_levy_area = parts.get("levy_area_approximation") in ("space-time", "davie", "foster")
+        shape = parts.get("shape")
         self.shape = torch.Size(shape) if isinstance(shape, (tuple, torch.Size)) else None
-        t0, t1 = getattr(fn, "_start", None), getattr(fn, "_end", None)
+        t0, t1 = parts.get("_start"), parts.get("_end")
         self.t0, self.t1 = (float(t0), float(t1)) if t0 is not None and t1 is not None else (None, None)
 
     def increment(self, s, t) -> torch.Tensor:
@@ -95,17 +97,39 @@ class _CallableBrownian(BrownianSource):
         return f"as_brownian({self._fn!r})"
 
 
+class _DuckBrownian(BrownianSource):
+    """Adapter for an object that answers ``increment`` (and ``space_time``) without subclassing
+    :class:`BrownianSource`: its ``shape``, ``t0``/``t1`` and ``has_levy_area`` are read once."""
+
+    def __init__(self, obj):
+        self.source = obj
+        parts = declared(obj, ("has_levy_area", "shape", "t0", "t1"))
+        self.has_levy_area = bool(parts.get("has_levy_area", False))
+        self.shape, self.t0, self.t1 = parts.get("shape"), parts.get("t0"), parts.get("t1")
+
+    def increment(self, s, t) -> torch.Tensor:
+        return self.source.increment(s, t)
+
+    def space_time(self, s, t) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.source.space_time(s, t)
+
+    def __repr__(self) -> str:
+        return f"as_brownian({self.source!r})"
+
+
 def as_brownian(obj) -> BrownianSource:
     """Normalise a noise source to the :class:`BrownianSource` interface.
 
-    Accepts a source (returned unchanged), an object already exposing
-    ``increment`` and ``has_levy_area`` (unchanged), or any callable ``(s, t) ->
+    Accepts a source (returned unchanged), an object exposing ``increment`` and
+    ``has_levy_area`` (wrapped, its ``shape`` and time span read once), or any callable ``(s, t) ->
     increment`` such as torchsde's ``BrownianInterval``; for torchsde objects
     built with ``levy_area_approximation`` in {"space-time", "davie", "foster"},
     ``space_time`` calls ``obj(s, t, return_U=True)``.
     """
-    if isinstance(obj, BrownianSource) or (hasattr(obj, "increment") and hasattr(obj, "has_levy_area")):
+    if isinstance(obj, BrownianSource):
         return obj
+    if {"increment", "has_levy_area"} <= declared(obj, ("increment", "has_levy_area")).keys():
+        return _DuckBrownian(obj)
     if callable(obj):
         return _CallableBrownian(obj)
     raise TypeError(f"expected a Brownian source or a callable (s, t) -> increment, got {type(obj).__name__}.")

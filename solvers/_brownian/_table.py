@@ -68,7 +68,7 @@ class RecordedNoise(BrownianSource):
     def __init__(self, source):
         self.source = as_brownian(source)
         self.has_levy_area = self.source.has_levy_area
-        self.shape = getattr(self.source, "shape", None)
+        self.shape = self.source.shape
         self.steps = []
 
     def increment(self, s, t) -> torch.Tensor:

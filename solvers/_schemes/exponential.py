@@ -99,7 +99,7 @@ class ExponentialEuler(ItoScheme):
         return exp_(z) + (exp_(z) - 1) / z * hmu2
 
     def step(self, sde, t, h, x, dW, ctx):
-        if hasattr(sde, "linear_transition"):
+        if sde.linear_transition is not None:
             lam, var = sde.linear_transition(t, t + h)
         else:
             lam = h * sde.linear(t + 0.5 * h)
@@ -109,18 +109,13 @@ class ExponentialEuler(ItoScheme):
         if isinstance(var, torch.Tensor):
             var = var.to(dtype=x.dtype, device=x.device)
         y = _exp(lam) * x
-        if hasattr(sde, "nonlinear_weight"):
+        if sde.nonlinear_weight is not None:
             # N(t, x) = c(t) M(t, x): the weight ∫ e^{Λ(u, t+h)} c(u) du is exact, M is frozen at t_n
             w = sde.nonlinear_weight(t, t + h)
             w = w.to(dtype=x.dtype, device=x.device) if isinstance(w, torch.Tensor) else w
-            y = y + (w * sde.nonlinear_profile(t, x) if hasattr(sde, "nonlinear_profile") else w)
-        elif not getattr(sde, "linear_only", False):
-            if hasattr(sde, "nonlinear"):
-                n = sde.nonlinear(t, x)
-            else:
-                a = sde.linear(t)
-                n = sde.drift(t, x) - (a.to(x) if isinstance(a, torch.Tensor) else a) * x
-            y = y + (h * phi1(lam)) * n
+            y = y + (w * sde.nonlinear_profile(t, x) if sde.nonlinear_profile is not None else w)
+        elif not sde.linear_only:
+            y = y + (h * phi1(lam)) * sde.nonlinear_part(t, x)
         if dW is None:
             return y
         if var is None:

@@ -45,17 +45,14 @@ class ExponentialHeun(ItoScheme):
 
     @staticmethod
     def _nonlinear(sde, t, x):
-        if hasattr(sde, "nonlinear"):
-            return sde.nonlinear(t, x)
-        a = sde.linear(t)
-        return sde.drift(t, x) - (a.to(x) if isinstance(a, torch.Tensor) else a) * x
+        return sde.nonlinear_part(t, x)
 
     def _weighted_step(self, sde, t, h, x, dW, ctx, lam, var):
         """``N = c(t) M(t, x)`` with the exact weight ``W = ∫ e^{Λ(u,t+h)} c(u) du``: ``M`` interpolated linearly,
         ``X_{n+1} = X̃ + W θ (M(t_{n+1}, X̃) - M_n)``, ``θ = φ_2(Λ)/φ_1(Λ)`` (exact for constant ``A``, ``c``)."""
         w = sde.nonlinear_weight(t, t + h)
         w = w.to(dtype=x.dtype, device=x.device) if isinstance(w, torch.Tensor) else w
-        profile = getattr(sde, "nonlinear_profile", None)
+        profile = sde.nonlinear_profile
         m0 = profile(t, x) if profile is not None else 1.0
         pred = torch.exp(lam) * x + w * m0
         if dW is not None:
@@ -68,14 +65,14 @@ class ExponentialHeun(ItoScheme):
         return pred + w * theta * (profile(t + h, pred) - m0)
 
     def step(self, sde, t, h, x, dW, ctx):
-        if hasattr(sde, "linear_transition"):
+        if sde.linear_transition is not None:
             lam, var = sde.linear_transition(t, t + h)
         else:
             a = sde.linear(t + 0.5 * h)
             a = torch.as_tensor(a)
             lam, var = h * (a if a.is_complex() else a.to(torch.float64)), None
         lam = torch.as_tensor(lam).to(dtype=x.dtype, device=x.device)
-        if hasattr(sde, "nonlinear_weight"):
+        if sde.nonlinear_weight is not None:
             if var is None:
                 var = h * phi(1, 2 * lam)
             return self._weighted_step(sde, t, h, x, dW, ctx, lam,

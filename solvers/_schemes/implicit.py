@@ -1,6 +1,7 @@
 import torch
 
 from .._base import ItoScheme
+from .._convert import as_terms
 from .euler import NOISE_AS_INCREMENT
 
 
@@ -75,7 +76,7 @@ class DriftImplicitEuler(ItoScheme):
 
     def incompatibility(self, sde, shape=None):
         reason = super().incompatibility(sde, shape)
-        if reason is not None or self.theta == 0 or shape is None or hasattr(sde, "linear"):
+        if reason is not None or self.theta == 0 or shape is None or as_terms(sde).linear is not None:
             return reason
         n = 1
         for s in tuple(shape)[1:]:
@@ -96,18 +97,16 @@ class DriftImplicitEuler(ItoScheme):
         if th == 0:
             return r
         t1 = t + h
-        if hasattr(sde, "linear"):
+        if sde.linear is not None:
             a = sde.linear(t1)
             denom = 1 - th * h * (a.to(x) if isinstance(a, torch.Tensor) else a)
-            if getattr(sde, "linear_only", False):
+            if sde.linear_only:
                 return r / denom
             return self._fixed_point(sde, t1, h, r, denom, ctx)
         return self._newton(sde, t1, h, r, ctx)
 
     def _fixed_point(self, sde, t1, h, r, denom, ctx):
-        nonlinear = sde.nonlinear if hasattr(sde, "nonlinear") else (
-            lambda t, y: sde.drift(t, y) - torch.as_tensor(sde.linear(t), dtype=denom.dtype, device=denom.device) * y
-            if isinstance(denom, torch.Tensor) else sde.drift(t, y) - sde.linear(t) * y)
+        nonlinear = sde.nonlinear_part
         y = r / denom
         for _ in range(self.max_iter):
             y_new = (r + self.theta * h * nonlinear(t1, y)) / denom

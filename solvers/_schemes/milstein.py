@@ -1,5 +1,5 @@
 from .._base import ItoScheme
-from .._sde import diffusion_and_correction
+from .._convert import diffusion_and_correction
 
 
 class Milstein(ItoScheme):

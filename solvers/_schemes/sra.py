@@ -29,16 +29,17 @@ class SRATableau:
 
     def __post_init__(self):
         s = len(self.alpha)
-        for name in ("c0", "c1", "a0", "b0", "beta1", "beta2"):
-            if len(getattr(self, name)) != s:
-                raise ValueError(f"SRATableau: {name} has {len(getattr(self, name))} entries, expected {s} stages")
+        rows = {"c0": self.c0, "c1": self.c1, "a0": self.a0, "b0": self.b0, "beta1": self.beta1, "beta2": self.beta2}
+        for name, row in rows.items():
+            if len(row) != s:
+                raise ValueError(f"SRATableau: {name} has {len(row)} entries, expected {s} stages")
         for i in range(s):
             if len(self.a0[i]) != i or len(self.b0[i]) != i:
                 raise ValueError(f"SRATableau: row {i} of a0/b0 must have {i} entries (explicit scheme)")
             if not math.isclose(sum(self.a0[i]), self.c0[i], abs_tol=1e-12):
                 raise ValueError(f"SRATableau: row {i} of a0 sums to {sum(self.a0[i])}, but c0[{i}] = {self.c0[i]}")
-        for name, target in (("alpha", 1.0), ("beta1", 1.0), ("beta2", 0.0)):
-            total = sum(getattr(self, name))
+        for name, weights, target in (("alpha", self.alpha, 1.0), ("beta1", self.beta1, 1.0), ("beta2", self.beta2, 0.0)):
+            total = sum(weights)
             if not math.isclose(total, target, abs_tol=1e-12):
                 raise ValueError(f"SRATableau: {name} sums to {total}, expected {target}")
 

@@ -41,16 +41,13 @@ class TwoStepEuler(ItoScheme):
         return a * (a + hmu2)
 
     def step(self, sde, t, h, x, dW, ctx):
-        if hasattr(sde, "drift_part1"):
-            y = x.add(sde.drift_part1(t, x), alpha=h)
-        elif hasattr(sde, "drift_parts"):
-            y = x.add(sde.drift_parts(t, x)[0], alpha=h)
+        split = sde.drift_split
+        if split is not None:
+            y = x.add(split[0](t, x), alpha=h)
         else:
             y = x.add(sde.drift(t, x), alpha=0.5 * h)
         if dW is not None:
             y = ctx.add_noise(y, sde.diffusion(t, x), dW)
-        if hasattr(sde, "drift_part2"):
-            return y.add(sde.drift_part2(t, y), alpha=h)
-        if hasattr(sde, "drift_parts"):
-            return y.add(sde.drift_parts(t, y)[1], alpha=h)
+        if split is not None:
+            return y.add(split[1](t, y), alpha=h)
         return y.add(sde.drift(t, y), alpha=0.5 * h)

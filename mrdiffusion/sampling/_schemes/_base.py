@@ -8,6 +8,8 @@ import torch
 
 import solvers
 
+from .._problem import DenoisingProblem
+
 __all__ = ["SamplerScheme", "StepEnds"]
 
 
@@ -46,10 +48,16 @@ class SamplerScheme(solvers.Scheme):
     stochastic = False
 
     def incompatibility(self, sde, shape=None):
-        if not (hasattr(sde, "denoise") and hasattr(sde, "alpha_sigma")):
-            return (f"solver {self.name} samples diffusions: it needs a problem with denoise() and "
-                    f"alpha_sigma(), such as the one mrdiffusion.sampling.sample builds; got {type(sde).__name__}")
+        problem = sde.problem if isinstance(sde, solvers.Terms) else sde
+        if not isinstance(problem, DenoisingProblem):
+            return (f"solver {self.name} samples diffusions: it needs a DenoisingProblem (denoise(), "
+                    f"alpha_sigma()), such as the one mrdiffusion.sampling.sample builds; got "
+                    f"{type(problem).__name__}")
         return super().incompatibility(sde, shape)
+
+    def operand(self, terms):
+        """A sampler steps the :class:`~mrdiffusion.sampling.DenoisingProblem` itself (its model, its grid)."""
+        return terms.problem
 
     def steps_for(self, nfe, to_zero=True):
         """The most steps whose model evaluations fit in ``nfe`` (at least one)."""
