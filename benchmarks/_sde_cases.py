@@ -24,7 +24,7 @@ SRK_MAX_NUMEL = 20_000_000  # torchsde's additive noise needs a (batch, d, d) di
 class Diagonal(solvers.SDE):
     """``dX = -X dt + 0.5 X dW``, diagonal noise."""
 
-    noise = "diagonal"
+    noise_type = "diagonal"
 
     def drift(self, t, x):
         return -x
@@ -36,7 +36,7 @@ class Diagonal(solvers.SDE):
 class Additive(solvers.SDE):
     """``dX = -X dt + σ dW`` with a constant tensor ``σ`` of the state's shape (additive noise)."""
 
-    noise = "additive"
+    noise_type = "additive"
 
     def __init__(self, sigma):
         self.sigma = sigma

@@ -47,7 +47,7 @@ import solvers
 
 from . import haar
 
-__all__ = ["BandLayout", "BandStack", "noise_scale", "ProjectedPath", "GridLevelSDE", "BandLevelSDE",
+__all__ = ["BandLayout", "BandStack", "noise_scale", "ProjectedPath", "grid_level_terms", "BandLevelSDE",
            "BandDefinedLevelSDE", "BandProcessGridSDE"]
 
 
@@ -144,9 +144,10 @@ class ProjectedPath(solvers.BrownianSource):
 
     def __init__(self, path, delta=0, ndim=2, transform=None):
         self.path, self.delta, self.ndim = path, delta, ndim
-        self.t0, self.t1 = getattr(path, "t0", None), getattr(path, "t1", None)
+        source = solvers.as_brownian(path)
+        self.t0, self.t1 = source.t0, source.t1
         self.scale = noise_scale(ndim, delta)
-        self.has_levy_area = getattr(path, "has_levy_area", False)
+        self.has_levy_area = source.has_levy_area
         self.transform = transform or (lambda w: self.scale * haar.project(w, delta, ndim))
 
     def increment(self, s, t):
@@ -162,31 +163,26 @@ class ProjectedPath(solvers.BrownianSource):
 # ----------------------------------------------------------------------------- the grid view
 
 
-class GridLevelSDE(solvers.SDE):
-    """Grid view of one level given as an SDE: the SDE itself, with its diffusion broadcast to the state.
+def grid_level_terms(sde):
+    """Grid view of one level given as an SDE: its typed terms, with the diffusion broadcast to the state.
 
     A diffusion value broadcastable to the level state (``(…, C, 1, 1)`` for a
     spatially constant diffusion) is accepted for every noise type, as in the
-    band view. Every other attribute (``linear``, ``drift_parts``,
-    ``diffusion_derivative``, …) is the wrapped SDE's.
+    band view. Every optional part (linear part, drift split, diffusion
+    derivative, …) is the level SDE's.
     """
+    terms = solvers.as_terms(sde)
+    diffusion, noise_type = terms.diffusion, terms.noise_type
+    if noise_type not in ("diagonal", "scalar"):
+        return terms
 
-    def __init__(self, sde):
-        self.sde, self.noise = sde, sde.noise
-
-    def __getattr__(self, name):  # optional parts of the protocol: the wrapped SDE's, or absent
-        if name == "sde":
-            raise AttributeError(name)
-        return getattr(self.sde, name)
-
-    def drift(self, t, x):
-        return self.sde.drift(t, x)
-
-    def diffusion(self, t, x):
-        g = self.sde.diffusion(t, x)
-        if isinstance(g, torch.Tensor) and self.noise in ("diagonal", "scalar") and g.shape != x.shape:
+    def broadcast(t, x):
+        g = diffusion(t, x)
+        if isinstance(g, torch.Tensor) and g.shape != x.shape:
             return g.expand(x.shape)
         return g
+
+    return terms.replace(diffusion=broadcast)
 
 
 # ----------------------------------------------------------------------------- the band view
@@ -216,24 +212,22 @@ class BandLevelSDE(solvers.SDE):
 
     def __init__(self, mr, k):
         self.mr, self.k, self.stack = mr, k, mr.stack
-        self.level_sde = sde = mr.sdes[k]
-        self.noise = sde.noise
-        self.spatial_noise = self.noise in ("diagonal", "additive")
+        self.level_sde = sde = solvers.as_terms(mr.sdes[k])
+        self.noise_type = sde.noise_type
+        self.spatial_noise = self.noise_type in ("diagonal", "additive")
         self.scale = self.stack.scale(k)
         nd = self.stack.ndim
-        if hasattr(sde, "drift_part1") and hasattr(sde, "drift_part2"):
-            self.drift_part1 = lambda t, y: self._carry(sde.drift_part1, t, y)
-            self.drift_part2 = lambda t, y: self._carry(sde.drift_part2, t, y)
-        elif hasattr(sde, "drift_parts"):
-            self.drift_parts = lambda t, y: tuple(self.stack.to_bands(f, k)
-                                                  for f in sde.drift_parts(t, self.to_level(y)))
-        if hasattr(sde, "diffusion_derivative"):
+        if sde.drift_split is not None:
+            part1, part2 = sde.drift_split
+            self.drift_part1 = lambda t, y: self._carry(part1, t, y)
+            self.drift_part2 = lambda t, y: self._carry(part2, t, y)
+        if sde.diffusion_derivative is not None:
             self.diffusion_derivative = lambda t, y: self._spread(
                 sde.diffusion_derivative(t, self.to_level(y)), y, 1.0, "diffusion_derivative")
-        if hasattr(sde, "linear"):
+        if sde.linear is not None:
             self.linear = lambda t: _per_channel(sde.linear(t), nd, "linear(t)")
-            self.linear_only = getattr(sde, "linear_only", False)
-            if hasattr(sde, "linear_transition"):
+            self.linear_only = sde.linear_only
+            if sde.linear_transition is not None:
                 self.linear_transition = lambda s, t: tuple(_per_channel(v, nd, "linear_transition")
                                                             for v in sde.linear_transition(s, t))
 
@@ -250,7 +244,7 @@ class BandLevelSDE(solvers.SDE):
         if not isinstance(g, torch.Tensor):
             return (g * scale) * mask
         g = _per_channel(g, self.stack.ndim, what) * scale * mask
-        return g if g.shape == y.shape or self.noise == "additive" else g.expand(y.shape)
+        return g if g.shape == y.shape or self.noise_type == "additive" else g.expand(y.shape)
 
     def drift(self, t, y):
         return self._carry(self.level_sde.drift, t, y)
@@ -260,7 +254,7 @@ class BandLevelSDE(solvers.SDE):
         g = self.level_sde.diffusion(t, z)
         if self.spatial_noise:
             return self._spread(g, y, self.scale, f"the diffusion of level {self.k}")
-        if self.noise == "scalar":  # the same Brownian motion on every coefficient: carry g itself
+        if self.noise_type == "scalar":  # the same Brownian motion on every coefficient: carry g itself
             return self.stack.to_bands(torch.as_tensor(g, dtype=z.dtype, device=z.device).expand(z.shape), self.k)
         # general: (..., *shape_k, m) -> (..., n, m)
         g = torch.as_tensor(g, dtype=z.dtype, device=z.device)
@@ -272,16 +266,16 @@ class BandDefinedLevelSDE(solvers.SDE):
     (:class:`~mrdiffusion.processes.BandProcess`: ``band_drift``, ``band_noise``, optional
     ``band_linear``/``band_transition``). Additive noise ``band_noise · mask``."""
 
-    noise = "additive"
+    noise_type = "additive"
 
     def __init__(self, proc, k):
         self.proc, self.k, self.stack = proc, k, proc.stack
-        if hasattr(proc, "band_linear"):
+        if proc.band_linear is not None:
             self.linear = lambda t: proc.band_linear(t, k)
-            self.linear_only = getattr(proc, "band_linear_only", False)
-            if hasattr(proc, "band_transition"):
+            self.linear_only = proc.band_linear_only
+            if proc.band_transition is not None:
                 self.linear_transition = lambda s, t: proc.band_transition(s, t, k)
-            if hasattr(proc, "band_forcing_transition"):  # exact weight of an affine forcing (ExponentialEuler)
+            if proc.band_forcing_transition is not None:  # exact weight of an affine forcing (ExponentialEuler)
                 self.nonlinear_weight = lambda s, t: proc.band_forcing_transition(s, t, k)
 
     def drift(self, t, y):
@@ -300,19 +294,19 @@ class BandProcessGridSDE(solvers.SDE):
     its exact transition, so exponential and implicit schemes apply.
     """
 
-    noise = "additive"
+    noise_type = "additive"
 
     def __init__(self, proc, k):
         self.proc, self.k, self.stack = proc, k, proc.stack
         self.cell_scale = 1.0 / self.stack.scale(k)
-        if getattr(proc, "uniform_rate", False):
+        if proc.uniform_rate:
             self.linear = lambda t: proc.rate(t, k)
             self.linear_only = proc.band_linear_only
-            if hasattr(proc, "rate_transition"):
+            if proc.rate_transition is not None:
                 self.linear_transition = lambda s, t: proc.rate_transition(s, t, k)
 
     def drift(self, t, z):
-        if getattr(self.proc, "uniform_rate", False) and self.proc.band_linear_only:
+        if self.proc.uniform_rate and self.proc.band_linear_only:
             return self.proc.rate(t, self.k) * z
         y = self.proc.band_drift(t, self.stack.to_bands(z, self.k), self.k)
         return self.stack.to_level(y, self.k)

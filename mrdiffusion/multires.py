@@ -42,7 +42,7 @@ import solvers
 from solvers import as_brownian
 
 from . import haar
-from .bands import (BandDefinedLevelSDE, BandLayout, BandLevelSDE, BandStack, GridLevelSDE, ProjectedPath)
+from .bands import BandDefinedLevelSDE, BandLayout, BandLevelSDE, BandStack, ProjectedPath, grid_level_terms
 
 __all__ = ["Level", "BandLayout", "MultiResolutionSDE", "MRSolution", "LevelSDE"]
 
@@ -71,7 +71,7 @@ class LevelSDE(solvers.SDE):
     """Wraps per-level functions ``drift(t, x, level)`` / ``diffusion(t, x, level)`` as an SDE for one level."""
 
     def __init__(self, drift, diffusion, level, noise):
-        self._drift, self._diffusion, self.level, self.noise = drift, diffusion, level, noise
+        self._drift, self._diffusion, self.level, self.noise_type = drift, diffusion, level, noise
 
     def drift(self, t, x):
         return self._drift(t, x, self.level)
@@ -256,12 +256,11 @@ class MultiResolutionSDE:
 
     def _spatial_noise(self, k):
         """Whether level ``k`` is driven per cell (additive, diagonal) rather than by shared motions."""
-        return self.sdes[k].noise in ("additive", "diagonal")
+        return solvers.noise_type_of(self.sdes[k]) in ("additive", "diagonal")
 
     def grid_sde(self, k):
         """Level ``k`` of the grid view (its SDE, a diffusion broadcastable to the state accepted)."""
-        sde = self.sdes[k]
-        return GridLevelSDE(sde) if sde.noise in ("diagonal", "scalar") else sde
+        return grid_level_terms(self.sdes[k])
 
     def band_sde(self, k):
         """Level ``k`` of the band view: an SDE on packed finest-grid Haar coefficients ``(batch, C, n)``."""

@@ -11,7 +11,7 @@ from mrdiffusion.processes import LinearTestEquation
 class GBM(solvers.SDE):
     """dX = a X dt + b X dW; X_T = X_0 exp((a - b²/2) T + b W_T)."""
 
-    noise = "diagonal"
+    noise_type = "diagonal"
 
     def __init__(self, a=0.5, b=0.8):
         self.a, self.b = a, b
@@ -32,7 +32,7 @@ class GBM(solvers.SDE):
 class AdditiveNonlinear(solvers.SDE):
     """dX = (-X + sin X) dt + (1 + t)/2 dW: additive, time-dependent noise, no closed form."""
 
-    noise = "additive"
+    noise_type = "additive"
 
     def drift(self, t, x):
         return -x + torch.sin(x)
@@ -44,7 +44,7 @@ class AdditiveNonlinear(solvers.SDE):
 class OU(solvers.SDE):
     """dX = -θ X dt + σ dW, linear part A = -θ."""
 
-    noise = "additive"
+    noise_type = "additive"
     linear_only = True
 
     def __init__(self, theta=2.0, sigma=1.0):
@@ -70,7 +70,7 @@ LinearMultiplicative = LinearTestEquation  # dX = λ X dt + μ X dW (the mean-sq
 class StiffPointMass(solvers.SDE):
     """dZ = -κ/(t + ε) Z dt + β dW from Z_0 = z0 (docs/design.md §2.3), with its exact linear transition."""
 
-    noise = "additive"
+    noise_type = "additive"
     linear_only = True
 
     def __init__(self, kappa=5.0, eps=0.01, beta=1.0):

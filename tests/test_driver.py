@@ -32,7 +32,7 @@ def test_seed_reproducible_and_ts_saved_on_grid():
 
 def test_general_and_scalar_noise():
     class General(solvers.SDE):
-        noise = "general"
+        noise_type = "general"
 
         def drift(self, t, x):
             return -x
@@ -41,7 +41,7 @@ def test_general_and_scalar_noise():
             return torch.stack([x, torch.ones_like(x)], dim=-1)
 
     class Scalar(solvers.SDE):
-        noise = "scalar"
+        noise_type = "scalar"
 
         def drift(self, t, x):
             return -x
@@ -153,7 +153,7 @@ def test_bad_input_names_the_argument():
 
 def test_mismatched_drift_and_diffusion_shapes():
     class BadDiffusion(solvers.SDE):
-        noise = "diagonal"
+        noise_type = "diagonal"
 
         def drift(self, t, x):
             return -x

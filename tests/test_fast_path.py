@@ -8,7 +8,7 @@ from solvers._compiled import Compiled
 
 
 class _Diagonal(solvers.SDE):
-    noise = "diagonal"
+    noise_type = "diagonal"
 
     def drift(self, t, x):
         return -x + t
@@ -18,7 +18,7 @@ class _Diagonal(solvers.SDE):
 
 
 class _Additive(solvers.SDE):
-    noise = "additive"
+    noise_type = "additive"
 
     def drift(self, t, x):
         return torch.sin(x)

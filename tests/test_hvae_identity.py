@@ -134,7 +134,7 @@ def test_the_sde_follows_the_solvers_protocol():
     model = _randomised(HVAEConfig(**SMALL))
     sde = model._sde(0)
     x = torch.randn(3, 8, 1, 1, dtype=torch.float64)
-    assert sde.noise == "general"
+    assert sde.noise_type == "general"
     assert torch.allclose(sde.drift(0.0, x), sde.drift_part1(0.0, x) + sde.drift_part2(0.0, x))
     # g·dW = W (s ⊙ dW): the latent injection without its mean
     dW = torch.randn(3, 2, 1, 1, dtype=torch.float64)

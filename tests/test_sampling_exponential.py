@@ -24,7 +24,7 @@ def gaussian_bench_problem():
 class GenericNonlinearPart(solvers.SDE):
     """A level SDE seen without its exact forcing weight: the affine forcing is a general nonlinear part."""
 
-    noise = "additive"
+    noise_type = "additive"
 
     def __init__(self, sde):
         self.sde = sde

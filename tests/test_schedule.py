@@ -13,7 +13,7 @@ from problems import GBM, OU
 class _Params(solvers.SDE):
     """dX = a sin(X) dt + b X dW with trainable a, b (diagonal noise)."""
 
-    noise = "diagonal"
+    noise_type = "diagonal"
 
     def __init__(self):
         self.a = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)

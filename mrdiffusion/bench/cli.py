@@ -123,7 +123,7 @@ def main_run(args) -> int:
     from .report import main_table
     from .study import latest_run, run
 
-    if getattr(args, "hvae", None):
+    if args.hvae:
         from .hvae import main_hvae
 
         return main_hvae(args)

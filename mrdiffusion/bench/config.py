@@ -87,6 +87,8 @@ def _init_params(cls):
 def scheme_spec(scheme):
     """A scheme instance as configuration: its name, or ``{"name": ..., **arguments that differ from defaults}``."""
     cls = type(scheme)
+    # probe: a scheme's constructor arguments, read back under their own names (a scheme that keeps one
+    # elsewhere counts as default)
     changed = {n: getattr(scheme, n) for n, d in _init_params(cls).items() if getattr(scheme, n, d) != d}
     return {"name": cls.__name__, **changed} if changed else cls.__name__
 

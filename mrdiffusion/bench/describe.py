@@ -54,15 +54,13 @@ TOP_DOC = {
 def kind_summary(kind) -> str:
     """One line on a problem kind (from its registry entry where it has one)."""
     entry = KINDS[kind]
-    return getattr(entry, "summary", None) or KIND_DOC.get(kind, kind)
+    return entry.summary or KIND_DOC.get(kind, kind)
 
 
 def kind_parameters(kind, levels=6):
     """``[(name, default for a levels-level stack, meaning), ...]`` of a problem kind."""
     entry = KINDS[kind]
-    if hasattr(entry, "params"):  # a registry entry with described parameters
-        return [(q.name, q.default(levels), q.description) for q in entry.params]
-    return [(name, default(levels), PARAM_DOC.get(name, "")) for name, default in entry.items()]
+    return [(q.name, q.default(levels), q.description or PARAM_DOC.get(q.name, "")) for q in entry.params]
 
 
 def _toml_value(v):

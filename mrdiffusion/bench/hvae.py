@@ -54,7 +54,7 @@ def supported_schemes(model, *, with_reasons=False):
     default model (32·8·8 = 2048) but not for small ones (width 8: 512), so the rule stays.
     """
     out, why = [], {}
-    has_linear = hasattr(model._sde(0), "linear")
+    has_linear = solvers.as_terms(model._sde(0)).linear is not None
     for name, cls in solvers.SCHEMES.items():
         try:
             model.check_solver(cls())
@@ -248,7 +248,7 @@ def main_hvae(args) -> int:
     """The ``--hvae`` branch of ``mrdiffusion bench``; returns the exit status."""
     rank0 = int(os.environ.get("RANK", "0")) == 0
     out = args.out or os.path.join("results", "bench-hvae-" + time.strftime("%Y%m%d-%H%M%S"))
-    quick = bool(getattr(args, "quick", False))
+    quick = bool(args.quick)
     try:
         result = run_hvae(args.hvae, out, samples=64 if quick else 256, test_images=64 if quick else None,
                           seed=args.seed or 0, device=args.device or "cpu",

@@ -116,16 +116,16 @@ class HVAEConfig:
             raise ValueError(f"image_size: expected a power of two (the Haar resolution stack 1, 2, 4, ...), "
                              f"got {s!r}")
         n_res = s.bit_length()
-        for name in ("enc_blocks", "dec_blocks"):
-            counts = getattr(self, name)
+        for name, counts in (("enc_blocks", self.enc_blocks), ("dec_blocks", self.dec_blocks)):
             if len(counts) != n_res or any(n < 0 for n in counts):
                 raise ValueError(f"{name}: expected {n_res} non-negative counts, one per resolution "
                                  f"{self.resolutions} (coarsest first), got {counts}")
         if sum(self.dec_blocks) == 0:
             raise ValueError("dec_blocks: the top-down pass needs at least one step")
-        for name in ("channels", "width", "mid_width", "zdim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive int, got {getattr(self, name)!r}")
+        for name, value in (("channels", self.channels), ("width", self.width), ("mid_width", self.mid_width),
+                            ("zdim", self.zdim)):
+            if value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
         if self.levels < 2:
             raise ValueError(f"levels: expected at least 2 grey levels, got {self.levels!r}")
         if self.share not in _SHARE:

@@ -87,7 +87,7 @@ class TopDownSDE(solvers.SDE):
     its id cannot be reused).
     """
 
-    noise = "general"
+    noise_type = "general"
 
     def __init__(self, block, embed=None, horizon=1.0):
         self.block, self.embed, self.horizon = block, embed, float(horizon)

@@ -51,7 +51,7 @@ class StageSDE:
     block, as a non-shared model requires.
     """
 
-    noise = "general"
+    noise_type = "general"
     has_levy_area = False
 
     def __init__(self, run, res, steps):

@@ -74,9 +74,10 @@ class TrainConfig:
     budget_clock: str = "wall"
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "ckpt_every", "log_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive int, got {getattr(self, name)!r}")
+        for name, value in (("steps", self.steps), ("batch_size", self.batch_size), ("ckpt_every", self.ckpt_every),
+                            ("log_every", self.log_every)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
         if not (self.lr > 0 and self.grad_clip > 0 and 0 <= self.ema_decay < 1):
             raise ValueError(f"lr, grad_clip: expected positive values and ema_decay in [0, 1); got lr={self.lr}, "
                              f"grad_clip={self.grad_clip}, ema_decay={self.ema_decay}")

@@ -18,6 +18,15 @@ class BandProcess(MultiResolutionSDE):
     (:class:`~mrdiffusion.bands.BandProcessGridSDE`).
     """
 
+    # Optional parts a subclass may define as methods (None: absent): the per-band linear part
+    # band_linear(t, k), its exact transition band_transition(s, t, k), the exact weight of an affine forcing
+    # band_forcing_transition(s, t, k), and, for a rate shared by every band (uniform_rate), the grid view's
+    # exact transition rate_transition(s, t, k).
+    band_linear = None
+    band_transition = None
+    band_forcing_transition = None
+    rate_transition = None
+    uniform_rate = False
     band_linear_only = False
     _band_defined = True
 

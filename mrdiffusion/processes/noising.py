@@ -175,7 +175,7 @@ class BandNoising(solvers.SDE):
     ``layout.pack`` / ``layout.unpack`` to go to and from images.
     """
 
-    noise = "additive"
+    noise_type = "additive"
     linear_only = True
 
     def __init__(self, shape, levels, *, schedules=VPSchedule(), ndim=2, T=1.0):
@@ -259,7 +259,7 @@ class _Reverse(solvers.SDE):
 
     def __init__(self, fwd, score, ode):
         self.fwd, self.score, self.ode = fwd, score, ode
-        self.noise = None if ode else "additive"
+        self.noise_type = None if ode else "additive"
         self.w = 0.5 if ode else 1.0
 
     def drift(self, u, y):

@@ -22,7 +22,7 @@ class LinearTestEquation(solvers.SDE):
 
     def __init__(self, lam, mu=None):
         self.lam, self.mu = lam, mu
-        self.noise = None if mu is None else "diagonal"
+        self.noise_type = None if mu is None else "diagonal"
 
     def drift(self, t, x):
         return self.lam * x

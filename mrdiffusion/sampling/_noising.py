@@ -23,6 +23,7 @@ class ScalarNoising:
     def __init__(self, schedule, T=None):
         self.schedule = schedule
         self.schedules = [schedule]
+        # probe: a schedule may state its horizon T (EDM's does); the others run on [0, 1]
         self.T = float(T if T is not None else getattr(schedule, "T", 1.0))
 
     def _pair(self, a, b, like):
@@ -42,6 +43,8 @@ class ScalarNoising:
 
 def as_noising(noising):
     """A noising with ``alpha_sigma``, ``drift_diffusion``, ``schedules`` and ``T``, or a ``ValueError``."""
+    # probes: a noising is duck-typed by design (a user's own schedule object works); this is the one
+    # place that tells a per-band noising from a scalar schedule
     if all(hasattr(noising, k) for k in ("alpha_sigma", "drift_diffusion", "schedules", "T")):
         return noising
     if all(hasattr(noising, k) for k in ("alpha", "var", "f", "g2")):
