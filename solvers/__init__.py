@@ -20,7 +20,7 @@ Example::
     xs = solvers.sdeint(GBM(), x0, [0.0, 1.0], solvers.Milstein(), dt=2**-8)
 """
 
-from ._base import Context, ItoScheme, Scheme, StratonovichScheme
+from ._base import SCHEMES, Context, ItoScheme, Scheme, StratonovichScheme, register
 from ._bridge import odeint_torchdiffeq
 from ._brownian import BrownianPath, BrownianSource, GridNoise, RecordedNoise, TabulatedPath, as_brownian
 from ._compiled import Compiled
@@ -32,19 +32,6 @@ from ._convert import as_sde, as_terms, diffusion_and_correction, with_sde_type
 from ._sde import NOISE_TYPES, SDE, SDE_TYPES, noise_type_of, sde_from_functions
 from ._terms import Terms
 
-SCHEMES = {
-    "EulerMaruyama": EulerMaruyama,
-    "TwoStepEuler": TwoStepEuler,
-    "Heun": Heun,
-    "Milstein": Milstein,
-    "SRA1": SRA1,
-    "ExponentialEuler": ExponentialEuler,
-    "DriftImplicitEuler": DriftImplicitEuler,
-    "ExponentialHeun": ExponentialHeun,
-    "RK4": RK4,
-}
-"""Name → class table for command-line tools and config files."""
-
 __all__ = [
     "sdeint", "integrate", "Stage", "Solution", "Step", "odeint_torchdiffeq", "SolveInfo", "DivergenceError",
     "SDE", "NOISE_TYPES", "SDE_TYPES", "as_sde", "as_terms", "Terms", "sde_from_functions", "noise_type_of", "with_sde_type",
@@ -54,5 +41,5 @@ __all__ = [
     "EulerMaruyama", "TwoStepEuler", "Heun", "Milstein", "SRA1", "ExponentialEuler", "ExponentialHeun",
     "DriftImplicitEuler", "RK4", "ExplicitRK", "ButcherTableau", "SRATableau",
     "StochasticRungeKuttaAdditive", "DerivativeFreeMilstein", "StratonovichHeun", "StratonovichMidpoint",
-    "Compiled", "SCHEMES",
+    "Compiled", "SCHEMES", "register",
 ]

@@ -38,7 +38,26 @@ import torch
 from ._convert import as_terms, with_sde_type
 from ._terms import Terms
 
-__all__ = ["Scheme", "ItoScheme", "StratonovichScheme", "Context"]
+__all__ = ["Scheme", "ItoScheme", "StratonovichScheme", "Context", "SCHEMES", "register"]
+
+SCHEMES: dict = {}
+"""Name → scheme class: every scheme that can be built from its name alone (command lines, config files).
+Filled by :func:`register` where each scheme is defined, in import order."""
+
+
+def register(cls):
+    """Class decorator: make a scheme nameable under its class name in :data:`SCHEMES`.
+
+    Used where the scheme is defined (``@register`` above the class), so a new
+    scheme file is all it takes for the CLI, the bench configuration and the
+    HVAE to see it. The class must build with no arguments (its defaults).
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Scheme)):
+        raise TypeError(f"register: expected a Scheme subclass, got {cls!r}")
+    if SCHEMES.get(cls.__name__, cls) is not cls:
+        raise ValueError(f"register: a scheme named {cls.__name__!r} is already registered ({SCHEMES[cls.__name__]!r})")
+    SCHEMES[cls.__name__] = cls
+    return cls
 
 
 class Context:

@@ -11,7 +11,7 @@ import json
 
 import solvers
 
-from .config import BUILTIN_PROBLEMS, KINDS, SDE_SOLVERS, Config, _fmt_dt
+from .config import BUILTIN_PROBLEMS, DEFAULT_SOLVERS, KINDS, SDE_SOLVERS, Config, _fmt_dt
 
 __all__ = ["config_toml", "catalogue", "kind_summary", "kind_parameters"]
 
@@ -118,10 +118,13 @@ def catalogue(levels=6) -> str:
         for key, value, meaning in kind_parameters(kind, levels):
             out.append(f"      {key + ' = ' + _toml_value(value):<52} {meaning}")
     out.append("")
-    out.append("schemes (solvers = [...]; strong order / weak order, noise types it accepts):")
+    out.append("schemes (solvers = [...]; strong order / weak order, noise types it accepts; * = run by default):")
     for name in SDE_SOLVERS:
         s = solvers.SCHEMES[name]()
         doc = (type(s).__doc__ or "").strip().splitlines()[0] if type(s).__doc__ else ""
-        out.append(f"  {name:20s} {s.strong_order!s:>4} / {s.weak_order!s:<4} "
+        mark = "*" if name in DEFAULT_SOLVERS else " "
+        out.append(f" {mark}{name:22s} {s.strong_order!s:>4} / {s.weak_order!s:<4} "
                    f"noise: {', '.join(sorted(s.noise_types)):32s} {doc}")
+    odes = [name for name, cls in solvers.SCHEMES.items() if name not in SDE_SOLVERS]
+    out.append(f"ODE-only schemes (the probability-flow cross-check): {', '.join(odes)}")
     return "\n".join(out) + "\n"

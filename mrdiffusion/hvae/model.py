@@ -50,9 +50,6 @@ from .topdown import TopDownPass
 
 __all__ = ["HVAEConfig", "HVAE", "Step", "SUPPORTED_SOLVERS"]
 
-#: Schemes that step the default latent-injection SDE (general noise, no Lévy area, no linear part);
-#: with ``decay=True`` ``ExponentialEuler`` too. :meth:`HVAE.check_solver` is the authority.
-SUPPORTED_SOLVERS = ("TwoStepEuler", "EulerMaruyama", "Heun")
 _SHARE = ("none", "resolution", "all")
 _TIME = ("none", "fourier")
 _START = ("bias_xs", "x0", "gaussian")
@@ -175,6 +172,35 @@ class Step(NamedTuple):
 def l2_norm(x):
     """Per-sample L² norm of a grid function (cell-mean inner product, channels summed)."""
     return x.square().flatten(2).sum(1).mean(-1).sqrt()
+
+
+
+def _supported_solvers():
+    """The registered schemes whose declared facts fit the default latent-injection SDE.
+
+    That SDE has general noise (one Brownian motion per latent coordinate), is
+    Itô, has no linear part, and its noise is the latent alone (no Lévy area).
+    A scheme qualifies when it accepts that structure for the default model's
+    finest state (:meth:`solvers.Scheme.supports`: noise types, linear part,
+    the implicit scheme's dense-Newton limit), needs no Lévy area, and is an
+    Itô scheme: a Stratonovich scheme would convert the drift with one
+    Jacobian-vector product per Brownian motion (``zdim·res²`` of them) per step.
+    """
+    c = HVAEConfig()
+    finest = max(r for r, n in zip(c.resolutions, c.dec_blocks) if n > 0)
+    structure = solvers.Terms(drift=None, diffusion=None, noise_type="general")  # declared structure only
+    out = []
+    for name, cls in solvers.SCHEMES.items():
+        scheme = cls()
+        if scheme.sde_type == "ito" and not scheme.needs_levy_area and scheme.supports(
+                structure, (1, c.width, finest, finest)):
+            out.append(name)
+    return tuple(out)
+
+
+#: Schemes that step the default latent-injection SDE, from their declared facts (see ``_supported_solvers``);
+#: with ``decay=True`` ``ExponentialEuler`` too. :meth:`HVAE.check_solver` is the authority.
+SUPPORTED_SOLVERS = _supported_solvers()
 
 
 class HVAE(nn.Module):

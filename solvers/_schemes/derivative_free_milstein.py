@@ -1,8 +1,9 @@
 import math
 
-from .._base import ItoScheme
+from .._base import ItoScheme, register
 
 
+@register
 class DerivativeFreeMilstein(ItoScheme):
     r"""Derivative-free Milstein (Itô): Milstein's correction from a finite difference of ``g``.
 

@@ -1,4 +1,4 @@
-from .._base import ItoScheme
+from .._base import ItoScheme, register
 
 NOISE_AS_INCREMENT = {
     "diagonal": "g ⊙ ΔW, one Brownian motion per element",
@@ -9,6 +9,7 @@ NOISE_AS_INCREMENT = {
 """How a scheme that only ever forms ``g(t_n, X_n) ΔW`` treats each noise type."""
 
 
+@register
 class EulerMaruyama(ItoScheme):
     r"""Euler–Maruyama; forward Euler on ODEs.
 

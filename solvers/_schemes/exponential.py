@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from .._base import ItoScheme, exp_
+from .._base import ItoScheme, exp_, register
 from .euler import NOISE_AS_INCREMENT
 
 
@@ -45,6 +45,7 @@ def _sqrt(z):
     return torch.sqrt(z) if isinstance(z, torch.Tensor) else math.sqrt(z)
 
 
+@register
 class ExponentialEuler(ItoScheme):
     r"""Exponential Euler (stochastic exponential time differencing) for ``f = A(t) x + N(t, x)``.
 

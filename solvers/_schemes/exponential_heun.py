@@ -1,9 +1,10 @@
 import torch
 
-from .._base import ItoScheme, exp_
+from .._base import ItoScheme, exp_, register
 from .exponential import phi
 
 
+@register
 class ExponentialHeun(ItoScheme):
     r"""Exponential Heun (ETD2RK with the noise in the predictor) for ``f = A(t) x + N(t, x)``, additive noise.
 

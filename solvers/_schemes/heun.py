@@ -1,7 +1,8 @@
-from .._base import ItoScheme
+from .._base import ItoScheme, register
 from .euler import NOISE_AS_INCREMENT
 
 
+@register
 class Heun(ItoScheme):
     r"""Stochastic Heun (improved Euler) for Itô SDEs.
 

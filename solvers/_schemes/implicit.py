@@ -1,10 +1,11 @@
 import torch
 
-from .._base import ItoScheme
+from .._base import ItoScheme, register
 from .._convert import as_terms
 from .euler import NOISE_AS_INCREMENT
 
 
+@register
 class DriftImplicitEuler(ItoScheme):
     r"""Drift-implicit Euler–Maruyama (θ-method), explicit in the noise.
 

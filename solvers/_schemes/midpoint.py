@@ -1,7 +1,8 @@
-from .._base import StratonovichScheme
+from .._base import StratonovichScheme, register
 from .stratonovich_heun import StratonovichHeun
 
 
+@register
 class StratonovichMidpoint(StratonovichScheme):
     r"""Stochastic midpoint rule (Stratonovich).
 

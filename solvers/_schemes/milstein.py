@@ -1,7 +1,8 @@
-from .._base import ItoScheme
+from .._base import ItoScheme, register
 from .._convert import diffusion_and_correction
 
 
+@register
 class Milstein(ItoScheme):
     r"""Milstein scheme for diagonal, scalar and additive noise (Itô).
 

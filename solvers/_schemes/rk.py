@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .._base import Scheme, polynomial_formula
+from .._base import Scheme, polynomial_formula, register
 
 
 def explicit_stability(a, b, z):
@@ -98,6 +98,7 @@ class ExplicitRK(Scheme):
         return out
 
 
+@register
 class RK4(ExplicitRK):
     """The classical fourth-order Runge–Kutta method, for ODEs. Reference: Hairer, Nørsett & Wanner I, §II.1."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .._base import ItoScheme, polynomial_formula
+from .._base import ItoScheme, polynomial_formula, register
 from .rk import explicit_stability, explicit_stability_polynomial
 
 
@@ -114,6 +114,7 @@ class StochasticRungeKuttaAdditive(ItoScheme):
         return out
 
 
+@register
 class SRA1(StochasticRungeKuttaAdditive):
     r"""Rößler's SRA1: strong order 3/2 for additive noise, two drift stages.
 

@@ -1,4 +1,4 @@
-from .._base import StratonovichScheme
+from .._base import StratonovichScheme, register
 
 
 def _commutative(general):
@@ -10,6 +10,7 @@ def _commutative(general):
     }
 
 
+@register
 class StratonovichHeun(StratonovichScheme):
     r"""Stochastic Heun in its classical form: trapezoidal in drift *and* diffusion (Stratonovich).
 

@@ -1,7 +1,8 @@
-from .._base import ItoScheme
+from .._base import ItoScheme, register
 from .euler import NOISE_AS_INCREMENT
 
 
+@register
 class TwoStepEuler(ItoScheme):
     r"""Two-step forward Euler: the drift split in two with the noise between them.
 
