@@ -60,12 +60,14 @@ class Guard:
 
 
 def shape_checked(terms, g_shape, sign=1.0):
-    """``terms`` with every drift and diffusion output's shape checked.
+    """``terms`` with every drift and diffusion output's shape checked against the first step's.
 
-    The driver hands these terms to the scheme on one step in ``check_every``
-    (and the plain terms otherwise), so a drift or diffusion whose output shape
-    changes mid-solve is caught within a few steps at no measurable cost; the
-    error names the time.
+    The driver hands these terms to the scheme on every step, so a drift or
+    diffusion whose output shape changes mid-solve (to one that would broadcast
+    against the state, say ``(1, d)`` for ``(batch, d)``) is refused at the
+    step where it happens, the error naming the time; the check is one shape
+    comparison per call. ``sign`` maps the driver's internal time back to the
+    caller's (reverse-time solves).
     """
     drift, diffusion = terms.drift, terms.diffusion
 

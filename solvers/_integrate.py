@@ -260,13 +260,13 @@ def integrate(schedule, x0: torch.Tensor, ts, solver: Scheme, *, dt: Optional[fl
             else:
                 src = GridNoise(plan["bview"], generator=gen, dtype=plan["dtype"], device=device, levy_area=levy,
                                 like=x if x.is_contiguous() else None)
-        checked = None
-        if check_every and not solver.compiled:
-            checked = solver.operand(shape_checked(plan["sde"], plan["gshape"], sign))
+        # every drift and diffusion output is checked against the shapes of the first step (a compiled step
+        # is left alone: new terms objects would make torch.compile retrace)
+        terms = plan["sde"] if solver.compiled else shape_checked(plan["sde"], plan["gshape"], sign)
         saves = {tau_i: i for i, tau_i in inside.items()}
         if k and a in saves:  # right-continuous: a save time at a stage start sees the embedded state
             record(saves[a], k, x)
-        common = dict(sde=solver.operand(plan["sde"]), checked=checked, solver=solver, ctx=plan["ctx"], noise=src if noisy else None,
+        common = dict(sde=solver.operand(terms), checked=None, solver=solver, ctx=plan["ctx"], noise=src if noisy else None,
                       bview=None if isinstance(src, GridNoise) else plan["bview"], levy=levy, guard=guard,
                       callback=callback, stage=k, sign=sign, bar=bar, info=info, saves=saves,
                       record=lambda tau_i, x, k=k, saves=saves: record(saves[tau_i], k, x))
@@ -336,8 +336,10 @@ def sdeint(sde, x0: torch.Tensor, ts, solver: Scheme, *, dt: Optional[float] = N
             freeze it, continue with the rest) or ``"raise"``
             (:class:`DivergenceError`).
         max_abs: a state entry beyond this magnitude counts as diverged.
-        check_every: period in steps of the divergence check and of the
-            drift/diffusion shape check (also at every save and stage end).
+        check_every: period in steps of the divergence check (also at every
+            save and stage end). The shapes of the drift's and diffusion's
+            outputs are checked on every call: one that changes mid-solve
+            (even to a shape that would broadcast) raises, naming the time.
         checkpoint: exact gradients in bounded memory: ``True`` splits the
             grid into about ``√n`` segments, an int sets the steps per segment;
             only segment ends are kept and each segment is recomputed in the

@@ -150,12 +150,24 @@ def test_output_shape_change_mid_solve_names_the_time(part):
             g = super().diffusion(t, x)
             return g[:1] if part == "diffusion" and t > 0.5 else g
 
-    # checked on one step in check_every (16): found within 16 steps of the change, at the time named
-    with pytest.raises(ValueError, match=rf"sde.{part}: returned shape \(1, 3\) at t=0\.64,"):
-        solvers.sdeint(Changing(), torch.ones(16, 3), [0.0, 1.0], solvers.EulerMaruyama(), dt=0.01, seed=0)
-    with pytest.raises(ValueError, match=rf"sde.{part}: returned shape \(1, 3\) at t=0\.51,"):
-        solvers.sdeint(Changing(), torch.ones(16, 3), [0.0, 1.0], solvers.EulerMaruyama(), dt=0.01, seed=0,
-                       check_every=1)
+    # checked on every call, whatever the divergence check's period: found at the step of the change
+    for every in (16, 1, None):
+        with pytest.raises(ValueError, match=rf"sde.{part}: returned shape \(1, 3\) at t=0\.51,"):
+            solvers.sdeint(Changing(), torch.ones(16, 3), [0.0, 1.0], solvers.EulerMaruyama(), dt=0.01, seed=0,
+                           check_every=every)
+    # reverse time and step-size control too; the time named is the caller's
+    with pytest.raises(ValueError, match=rf"sde.{part}: returned shape \(1, 3\) at t=0\.5"):
+        solvers.sdeint(Changing(), torch.ones(16, 3), [0.0, 1.0], solvers.Heun(), dt=0.01, seed=0, adaptive=True)
+
+    class Falling(Changing):  # the change happens below t = 0.5 when the solve runs from 1 down to 0
+        def drift(self, t, x):
+            return super().drift(1.0 - t, x)
+
+        def diffusion(self, t, x):
+            return super().diffusion(1.0 - t, x)
+
+    with pytest.raises(ValueError, match=rf"sde.{part}: returned shape \(1, 3\) at t=0\.49,"):
+        solvers.sdeint(Falling(), torch.ones(16, 3), [1.0, 0.0], solvers.EulerMaruyama(), dt=0.01, seed=0)
 
 
 def test_state_shape_change_is_caught_every_step():
@@ -163,9 +175,18 @@ def test_state_shape_change_is_caught_every_step():
         def drift(self, t, x):
             return super().drift(t, x) if t < 0.5 else super().drift(t, x).unsqueeze(0).expand(2, *x.shape)
 
-    with pytest.raises(ValueError, match=r"sde: the step at t=0.5 changed the state's shape from \(4, 3\)"):
+    # the drift's output is refused first, at the step where it changes
+    with pytest.raises(ValueError, match=r"sde.drift: returned shape \(2, 4, 3\) at t=0.5, expected the state's"):
         solvers.sdeint(Growing(), torch.ones(4, 3), [0.0, 1.0], solvers.EulerMaruyama(), dt=0.1, seed=0,
                        check_every=None)
+
+    class GrowingStep(solvers.EulerMaruyama):  # a step that changes the state's shape by itself
+        def step(self, sde, t, h, x, dW, ctx):
+            y = super().step(sde, t, h, x, dW, ctx)
+            return y if t < 0.5 else y.unsqueeze(0).expand(2, *y.shape)
+
+    with pytest.raises(ValueError, match=r"sde: the step at t=0.5 changed the state's shape from \(4, 3\)"):
+        solvers.sdeint(GBM(), torch.ones(4, 3), [0.0, 1.0], GrowingStep(), dt=0.1, seed=0, check_every=None)
 
 
 def test_torchsde_flattened_brownian_layout_is_accepted():
