@@ -1,4 +1,4 @@
-"""Few-step sampling against k-diffusion on Gaussian data with the exact score (issue 11).
+"""Few-step sampling against k-diffusion on Gaussian data with the exact score.
 
     python -m benchmarks.fewstep [--quick] [--out DIR] [--samples N] [--seed S] [--problems scalar,perband]
 

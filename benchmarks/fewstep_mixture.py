@@ -1,4 +1,4 @@
-"""Few-step ODE sampling on a nonlinear problem: a Gaussian mixture, error to the converged flow (issue 11).
+"""Few-step ODE sampling on a nonlinear problem: a Gaussian mixture, error to the converged flow.
 
     python -m benchmarks.fewstep_mixture [--quick] [--out DIR] [--samples N] [--seed S] [--problems scalar,perband]
 

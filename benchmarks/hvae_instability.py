@@ -1,4 +1,4 @@
-"""Does a point-mass start make HVAE training unstable? A controlled experiment (issue 13).
+"""Does a point-mass start make HVAE training unstable? A controlled experiment.
 
 Five variants of one small digits HVAE, the same data (scikit-learn digits),
 architecture, optimiser (AdamW, the settings of :class:`TrainConfig`) and the

@@ -8,8 +8,9 @@ step a scheme step of the :class:`~.sde.TopDownSDE` of that step, the latent
 noise fed in as the stage's Brownian source; at every resolution change (the
 stage's embedding) the state is embedded (``haar.embed``) and the learned
 constant ``bias_xs[res]`` is added (VDVAE's ``mixin``): every new detail band
-starts from a point mass at its activation time. ``HVAEConfig.start`` selects this, the single 1×1 point mass of issue 6
-(new bands start at zero) or a learned Gaussian start (:meth:`HVAE.activate`). A 1×1 convolution of the
+starts from a point mass at its activation time. ``HVAEConfig.start`` selects
+this, the single 1×1 point mass of the first version of the model (new bands
+start at zero) or a learned Gaussian start (:meth:`HVAE.activate`). A 1×1 convolution of the
 final state gives a categorical distribution over the data's ``levels`` grey
 levels per pixel and channel. With ``solvers.TwoStepEuler()`` this is a
 VDVAE-style HVAE (checked bit-for-bit against a hand-written VDVAE pass in
@@ -76,7 +77,7 @@ class HVAEConfig:
       the state becomes ``bias_xs[res] + embed(x)`` (VDVAE's ``mixin``) — a
       point mass for every new band;
     - ``"x0"``: one learned constant at 1×1, new bands start at zero (the
-      model of issue 6; checkpoints written before this field existed load as
+      first version of the model; checkpoints written before this field existed load as
       ``"x0"``);
     - ``"gaussian"``: a learned Gaussian ``bias_xs[res] + exp(log_sd[res]) ⊙ ξ``,
       ``ξ ~ N(0, I)`` under prior *and* posterior (so its KL is zero) — a
