@@ -96,7 +96,7 @@ def test_band_defined_process_both_views_path_by_path(solver, ndim):
 
 
 def test_band_view_keeps_ito_multiplicative_noise():
-    # issue 10: a 1×1 level with diffusion 0.8·x; the band view used to declare "additive" noise, so Heun solved
+    # a 1×1 level with diffusion 0.8·x; the band view used to declare "additive" noise, so Heun solved
     # the Stratonovich equation (E Z_0.5 ≈ 1.507) instead of the Itô one (E Z_0.5 = e^{0.25} ≈ 1.284)
     mr = MultiResolutionSDE([0], [0.0], 0.5, drift=lambda t, x, lev: 0.5 * x,
                             diffusion=lambda t, x, lev: 0.8 * x, noise_type="diagonal",

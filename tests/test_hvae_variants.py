@@ -1,4 +1,4 @@
-"""The HVAE variants of the instability experiment (issue 13): starts, learned decay, graded grid.
+"""The HVAE variants of the point-mass instability experiment (benchmarks/hvae_instability.py): starts, decay, grid.
 
 Each is checked against a hand-written formula, not against itself: the
 exponential step of the decay model against ``e^{-κh} x + h φ₁(-κh) N(x) +
