@@ -80,7 +80,9 @@ def shape_checked(terms, g_shape, sign=1.0):
 
     def checked_diffusion(t, x):
         g = diffusion(t, x)
-        shape = tuple(g.shape) if isinstance(g, torch.Tensor) else ()
+        if not isinstance(g, torch.Tensor):  # a number, or a structured operator (the HVAE's) with its own shapes
+            return g
+        shape = tuple(g.shape)
         if shape != g_shape:
             raise ValueError(f"sde.diffusion: returned shape {shape} at t={sign * t:g}, expected "
                              f"{g_shape} as at the start of the solve")
