@@ -1,7 +1,8 @@
 """solvers: SDE and ODE schemes with declared orders, reproducible Brownian paths, one driver.
 
 Four separate things (docs/design.md §4): the problem (an object with ``drift``,
-``diffusion`` and ``noise``), the noise (a seeded :class:`BrownianPath`, or
+``diffusion`` and ``noise_type``, turned once into typed :class:`Terms` by
+:func:`as_terms`), the noise (a seeded :class:`BrownianPath`, or
 plain ``sqrt(h)·ξ`` draws on a fixed grid), the scheme (a stateless object with
 ``strong_order``/``weak_order``) and the driver :func:`sdeint`.
 

@@ -136,3 +136,22 @@ def dataclasses_frozen_error():
     import dataclasses
 
     return dataclasses.FrozenInstanceError
+
+
+def test_design_doc_example_runs():
+    """docs/design.md §4.2's example, run as written (its scheme is unregistered afterwards)."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "design.md").read_text()
+    code = re.search(r"<!-- example: add-a-scheme -->\n```python\n(.*?)```", text, re.S).group(1)
+    try:
+        exec(compile(code, "docs/design.md", "exec"), {"__name__": "design_example"})
+    finally:
+        solvers.SCHEMES.pop("ForwardEuler", None)
+
+
+def test_every_registered_scheme_has_rows_in_the_order_table():
+    import test_orders
+
+    assert {type(s).__name__ for s in test_orders.all_schemes()} >= set(solvers.SCHEMES)

@@ -259,6 +259,10 @@ class HVAE(nn.Module):
         solver.check(self._sde(0), (1, c.width, finest, finest))  # the scheme's own limits (dense Newton)
         if solver.needs_levy_area:
             raise ValueError(f"solver {solver.name} needs a Lévy area; the HVAE's noise is the latent alone")
+        if solver.sde_type == "stratonovich":
+            raise ValueError(f"solver {solver.name} is a Stratonovich scheme; the top-down SDE is Itô with general "
+                             f"noise, and converting its drift would take one Jacobian-vector product per latent "
+                             f"coordinate per step")
 
     def _sde(self, block):
         embed = None if self.embeds is None else self.embeds[block]
