@@ -173,7 +173,7 @@ def report_table(records, meta):
 
 
 def _write(out, records, meta):
-    from .study import atomic_write
+    from .._io import atomic_write
 
     os.makedirs(out, exist_ok=True)
     atomic_write(os.path.join(out, "results.json"), _json({"records": records, "meta": meta}))

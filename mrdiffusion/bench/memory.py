@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 
+from ._parse import ConfigError
+
 __all__ = ["finest_size", "estimate_bytes", "available_bytes", "check_grid", "check_memory", "fmt_bytes"]
 
 _WORKING_COPIES = 16
@@ -77,8 +79,6 @@ def fmt_bytes(b) -> str:
 
 def check_grid(spec, available=None):
     """``ConfigError`` if one path on the finest grid of ``spec`` alone cannot fit (checked before building it)."""
-    from .config import ConfigError
-
     available = available_bytes() if available is None else available
     need = _WORKING_COPIES * finest_size(spec) * 8
     if available is not None and need > available:
@@ -90,8 +90,6 @@ def check_grid(spec, available=None):
 
 def check_memory(config, available=None):
     """``ConfigError`` naming the estimate if the configuration cannot fit in the memory available now."""
-    from .config import ConfigError
-
     available = available_bytes(config.device) if available is None else available
     per = estimate_bytes(config)
     name = max(per, key=per.get)

@@ -63,7 +63,7 @@ def _setup():
 
 
 def _save(fig, out, name):
-    from .study import atomic_write
+    from .._io import atomic_write
     import io
 
     buf = io.BytesIO()

@@ -287,7 +287,7 @@ def write_report(out, config, records, references, crosschecks, meta, ws, nfe_ro
               "", "Linear stability factors R(z), z = hλ: "
               + "; ".join(f"{s}: {cls().stability_formula}" for s, cls in solvers.SCHEMES.items()), ""]
     text = "\n".join(parts)
-    from .study import atomic_write
+    from .._io import atomic_write
 
     atomic_write(os.path.join(out, "report.md"), text)
     return text

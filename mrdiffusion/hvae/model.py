@@ -47,7 +47,7 @@ import solvers
 from .. import haar
 from .blocks import Encoder, TimeEmbedding, TopDownBlock
 from .sde import DecayTopDownSDE, TopDownSDE
-from .topdown import TopDownPass
+from .topdown import TopDownPass, l2_norm
 
 __all__ = ["HVAEConfig", "HVAE", "Step", "SUPPORTED_SOLVERS"]
 
@@ -168,11 +168,6 @@ class Step(NamedTuple):
     t: float
     h: float
     block: int
-
-
-def l2_norm(x):
-    """Per-sample L² norm of a grid function (cell-mean inner product, channels summed)."""
-    return x.square().flatten(2).sum(1).mean(-1).sqrt()
 
 
 

@@ -39,7 +39,12 @@ import torch
 
 import solvers
 
-__all__ = ["StageSDE", "DecayStageSDE", "TopDownPass"]
+__all__ = ["StageSDE", "DecayStageSDE", "TopDownPass", "l2_norm"]
+
+
+def l2_norm(x):
+    """Per-sample L² norm of a grid function (cell-mean inner product, channels summed)."""
+    return x.square().flatten(2).sum(1).mean(-1).sqrt()
 
 
 class StageSDE:
@@ -149,16 +154,12 @@ class TopDownPass:
         if self.step_kl is not None:
             self.kl[st.res] = self.kl[st.res] + self.step_kl if st.res in self.kl else self.step_kl
         if self.norms is not None:
-            from .model import l2_norm
-
             self.norms.append(l2_norm(step.x_next).detach())
         if self.model.step_callback is not None:
             self.model.step_callback(i, st, step.x_next, self.step_kl)
 
     def solve(self, solver, schedule):
         """Run the pass on ``schedule`` (a list of model steps); return ``(final state, SolveInfo)``."""
-        from .model import l2_norm
-
         model = self.model
         by_res = {}
         for i, st in enumerate(schedule):
