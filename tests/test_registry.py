@@ -1,4 +1,5 @@
-"""The scheme registry and the typed terms: what a scheme declares is what the CLI, the configs and the HVAE see."""
+"""The scheme registry, the typed terms and the HVAE checkpoint format: what a scheme declares is what the CLI,
+the configs and the HVAE see."""
 
 import warnings
 
@@ -155,3 +156,21 @@ def test_every_registered_scheme_has_rows_in_the_order_table():
     import test_orders
 
     assert {type(s).__name__ for s in test_orders.all_schemes()} >= set(solvers.SCHEMES)
+
+
+def test_hvae_checkpoint_of_another_format_version_is_one_clear_line(tmp_path):
+    from mrdiffusion.hvae.checkpoint import FORMAT, load_checkpoint
+
+    older = tmp_path / "older.pt"
+    torch.save({"format": "mrdiffusion.hvae/0", "model": {}}, older)
+    with pytest.raises(ValueError, match=r"has format 'mrdiffusion.hvae/0', but this version of mrdiffusion reads "
+                                         r"'mrdiffusion.hvae/1'") as err:
+        load_checkpoint(str(older))
+    assert "\n" not in str(err.value)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ValueError, match="is not an mrdiffusion HVAE checkpoint"):
+        load_checkpoint(str(foreign))
+    current = tmp_path / "current.pt"
+    torch.save({"format": FORMAT}, current)
+    assert load_checkpoint(str(current))["format"] == FORMAT

@@ -19,6 +19,11 @@ from .model import HVAE, HVAEConfig
 __all__ = ["FORMAT", "save_atomic", "load_checkpoint", "check_compatible", "model_from_checkpoint"]
 
 FORMAT = "mrdiffusion.hvae/1"
+"""The checkpoint format version, stored under ``"format"``: raise the number when a change makes older
+checkpoints unreadable (a field a later version cannot default); fields added with a default (``HVAEConfig.start``,
+``decay``, ``grid``) keep the number, and older checkpoints load with those defaults."""
+
+_FAMILY = FORMAT.rsplit("/", 1)[0] + "/"
 
 #: Training settings that change the trajectory: a resume must use the same values.
 TRAJECTORY_FIELDS = ("batch_size", "lr", "warmup", "weight_decay", "beta1", "beta2", "grad_clip",
@@ -35,7 +40,11 @@ def load_checkpoint(path, map_location="cpu"):
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # a truncated or foreign file
         raise ValueError(f"checkpoint: {path!r} could not be read ({type(err).__name__}: {err})") from err
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+    found = ckpt.get("format") if isinstance(ckpt, dict) else None
+    if isinstance(found, str) and found.startswith(_FAMILY) and found != FORMAT:
+        raise ValueError(f"checkpoint: {path!r} has format {found!r}, but this version of mrdiffusion reads "
+                         f"{FORMAT!r}; load it with the mrdiffusion version that wrote it")
+    if found != FORMAT:
         raise ValueError(f"checkpoint: {path!r} is not an mrdiffusion HVAE checkpoint (format {FORMAT})")
     return ckpt
 
