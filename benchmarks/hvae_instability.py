@@ -38,7 +38,7 @@ import torch
 
 from mrdiffusion.hvae import HVAEConfig
 from mrdiffusion.hvae.data import Dataset, digits
-from mrdiffusion.hvae.model import l2_norm
+from mrdiffusion.hvae.topdown import l2_norm
 from mrdiffusion.hvae.train import TrainConfig, train
 
 VARIANTS = {

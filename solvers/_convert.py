@@ -149,22 +149,21 @@ def _converted(base: Terms, sde_type, original) -> Terms:
     def drift(t, x):
         return base.drift(t, x) + correction(t, x)
 
-    nonlinear = None
-    if base.linear is not None:
-        def nonlinear(t, x):
-            if base.nonlinear is not None:
-                n = base.nonlinear(t, x)
-            elif base.linear_only:
-                n = torch.zeros_like(x)
-            else:
-                n = base.nonlinear_part(t, x)
-            return n + correction(t, x)
+    def nonlinear(t, x):
+        if base.nonlinear is not None:
+            n = base.nonlinear(t, x)
+        elif base.linear_only:
+            n = torch.zeros_like(x)
+        else:
+            n = base.nonlinear_part(t, x)
+        return n + correction(t, x)
     split = None
     if base.drift_split is not None:
         part1, part2 = base.drift_split
         split = (lambda t, x: part1(t, x) + correction(t, x), part2)
     return Terms(drift=drift, diffusion=base.diffusion, noise_type=base.noise_type, sde_type=sde_type,
-                 drift_split=split, linear=base.linear, nonlinear=nonlinear, linear_only=False,
+                 drift_split=split, linear=base.linear, nonlinear=nonlinear if base.linear is not None else None,
+                 linear_only=False,
                  linear_transition=base.linear_transition, diffusion_derivative=base.diffusion_derivative,
                  brownian_size=base.brownian_size, problem=base.problem, converted_from=original)
 

@@ -1,4 +1,8 @@
-"""The SDE protocol, the Itô ↔ Stratonovich drift conversion, and adapters for torchsde- and torchdiffeq-style problems.
+"""The SDE protocol a user writes to, the :class:`SDE` base class, and the plain-function and ODE adapters.
+
+The driver and the schemes never read this protocol directly: :func:`solvers.as_terms`
+(:mod:`solvers._convert`) turns a problem into typed :class:`~solvers._terms.Terms` once,
+at the boundary; the change of calculus lives there too (:func:`solvers.with_sde_type`).
 
 An SDE here is any object with
 
@@ -13,9 +17,9 @@ An SDE here is any object with
     may depend on ``x_i`` only for the schemes that differentiate ``g``),
     ``"additive"`` (``g`` does not depend on ``x``), ``"scalar"`` (one Brownian
     motion per sample, ``g ⊙ dW_b``) or ``"general"`` (``Σ_k g[..., k] dW[b, k]``).
-    ``None`` marks an ODE. The older name ``noise`` is still accepted (on
-    :class:`SDE` subclasses the two names always agree; duck-typed objects are
-    read through :func:`noise_type_of`, which prefers ``noise_type``).
+    ``None`` marks an ODE. The older name ``noise`` is deprecated: it still
+    works, with a DeprecationWarning (on :class:`SDE` subclasses the two names
+    always agree; other objects are read once, at the boundary).
 ``sde_type``
     ``"ito"`` (default) or ``"stratonovich"``: which integral ``g dW`` means.
     A scheme of the other calculus steps the converted drift
@@ -35,6 +39,9 @@ need them:
 ``linear_transition(s, t) -> (Lam, V)``
     exact ``Lam = ∫_s^t A(u) du`` and ``V = ∫_s^t exp(2 ∫_u^t A) du``; without
     it, ``A`` is frozen at the mid-step time (exact for constant ``A``).
+``nonlinear_weight(s, t)``, ``nonlinear_profile(t, x)``
+    for ``N(t, x) = c(t) M(t, x)``: the exact weight ``∫_s^t e^{Λ(u, t)} c(u) du``
+    and ``M`` (absent: ``M = 1``, an affine forcing), for the exponential schemes.
 ``diffusion_derivative(t, x)``
     ``∂g_i/∂x_i`` for :class:`~solvers.Milstein` on diagonal noise (default:
     autograd).

@@ -47,7 +47,7 @@ import solvers
 from .. import haar
 from .blocks import Encoder, TimeEmbedding, TopDownBlock
 from .sde import DecayTopDownSDE, TopDownSDE
-from .topdown import TopDownPass, l2_norm
+from .topdown import TopDownPass
 
 __all__ = ["HVAEConfig", "HVAE", "Step", "SUPPORTED_SOLVERS"]
 
