@@ -68,28 +68,39 @@ class ExponentialAdams(SamplerScheme):
             q = min(q, left)
         return prev, q
 
+    # Both forms update their full-size temporaries in place; each product and sum is the same IEEE operation,
+    # in the same order, as the out-of-place formula in the comment beside it (the results are bit-identical),
+    # with fewer allocations of state-sized tensors per step.
+
+    @staticmethod
+    def _eps_of(x, a, D, s):
+        """``(x - a D) / s``, one allocation."""
+        return torch.mul(D, a).neg_().add_(x).div_(s)
+
     def _eps_step(self, sde, u, x, e, D, q):
         """Noise-prediction form (DPM-Solver / DEIS): ``x_2 = (α_2/α_1) x_1 - σ_2 ∫_0^h e^{h-s}… ε``."""
         prev, q = self._history(sde, u, e, D, q)
-        eps = (x - e.a1 * D) / e.s1
+        eps = self._eps_of(x, e.a1, D, e.s1)
         hl = e.h
-        integral = hl * phi(1, hl) * eps  # ∫_0^h e^{s}... written as h^{j+1} j! φ_{j+1}(h)
+        integral = torch.mul(hl * phi(1, hl), eps)  # ∫_0^h e^{s}... written as h^{j+1} j! φ_{j+1}(h)
         if q >= 2:
             lam = sde.log_snr(u)
             eps_of = []
             for v, Dv, xv in prev[: q - 1]:
                 av, sv = sde.alpha_sigma(v)
-                eps_of.append((sde.log_snr(v) - lam, (xv - av * Dv) / sv))
+                eps_of.append((sde.log_snr(v) - lam, self._eps_of(xv, av, Dv, sv)))
             s1, e1 = eps_of[0]
-            d1 = (eps - e1) / (-s1)
+            d1 = torch.sub(eps, e1).div_(-s1)  # (eps - e1) / (-s1)
             w1 = hl * hl * phi(2, hl)
-            integral = integral + w1 * d1
             if q >= 3:
                 s2, e2 = eps_of[1]
-                d1p = (e1 - e2) / (s1 - s2)
-                d2 = (d1 - d1p) / (-s2)
-                integral = integral + (2 * hl**3 * phi(3, hl) - s1 * w1) * d2
-        return (e.a2 / e.a1) * x - e.s2 * integral
+                d1p = e1.sub_(e2).div_(s1 - s2)  # (e1 - e2) / (s1 - s2); e1 is not read again
+                d2 = d1p.neg_().add_(d1).div_(-s2)  # (d1 - d1p) / (-s2)
+                integral.add_(d1.mul_(w1))  # integral + w1 d1
+                integral.add_(d2.mul_(2 * hl**3 * phi(3, hl) - s1 * w1))
+            else:
+                integral.add_(d1.mul_(w1))
+        return torch.mul(e.a2 / e.a1, x).sub_(integral.mul_(e.s2))  # (α_2/α_1) x - σ_2 integral
 
     def step(self, sde, u, h, x, dW, ctx):
         e = StepEnds(sde, u, h)
@@ -98,21 +109,23 @@ class ExponentialAdams(SamplerScheme):
             return self._eps_step(sde, u, x, e, D, self.order)
         nu, eta = 1.0 + self.eta, self.eta
         prev, q = self._history(sde, u, e, D, 1 if e.final else self.order)
-        integral = -torch.expm1(-nu * e.h) * D  # W_0 = 1 - ρ^ν
+        integral = torch.mul(-torch.expm1(-nu * e.h), D)  # W_0 = 1 - ρ^ν
         if q >= 2:
             hl, lam = e.h, sde.log_snr(u)
             s1 = sde.log_snr(prev[0][0]) - lam  # node of D_{n-1}, < 0
-            d1 = (D - prev[0][1]) / (-s1)
+            d1 = torch.sub(D, prev[0][1]).div_(-s1)  # (D - D_{n-1}) / (-s1)
             w1 = nu * hl * hl * phi(2, -nu * hl)
-            integral = integral + w1 * d1
             if q >= 3:
                 s2 = sde.log_snr(prev[1][0]) - lam
-                d1p = (prev[0][1] - prev[1][1]) / (s1 - s2)
-                d2 = (d1 - d1p) / (-s2)
+                d1p = torch.sub(prev[0][1], prev[1][1]).div_(s1 - s2)  # (D_{n-1} - D_{n-2}) / (s1 - s2)
+                d2 = d1p.neg_().add_(d1).div_(-s2)  # (d1 - d1p) / (-s2)
                 w2 = 2 * nu * hl**3 * phi(3, -nu * hl)
-                integral = integral + (w2 - s1 * w1) * d2
+                integral.add_(d1.mul_(w1))  # integral + w1 d1
+                integral.add_(d2.mul_(w2 - s1 * w1))
+            else:
+                integral.add_(d1.mul_(w1))
         decay = e.rho**eta if eta > 0 else 1.0
-        out = (e.s2 / e.s1) * decay * x + e.a2 * integral
+        out = torch.mul((e.s2 / e.s1) * decay, x).add_(integral.mul_(e.a2))  # (σ_2/σ_1) ρ^η x + α_2 integral
         if self.stochastic and dW is not None:
-            out = out + e.s2 * torch.sqrt(-torch.expm1(-2 * eta * e.h)) * self.xi(dW, h)
+            out.add_(self.xi(dW, h).mul_(e.s2 * torch.sqrt(-torch.expm1(-2 * eta * e.h))))
         return out
