@@ -89,6 +89,11 @@ class DenoisingProblem(solvers.SDE):
         a, s = self.alpha_sigma(u)
         return self._get("lam", u, lambda t: torch.log(a) - torch.log(s))
 
+    def reaches_zero(self, u):
+        """Whether some coordinate's ``σ`` is zero at ``u`` (read from the schedules on the host, so a solve
+        on a GPU does not wait for the device to answer it)."""
+        return self._get("zero", u, lambda t: any(s.var(t) <= 0 for s in self.noising.schedules))
+
     def steps_left(self, u):
         """Steps from ``u`` to the end of the grid (``None`` off the grid)."""
         i = self._index.get(self._key(u))
