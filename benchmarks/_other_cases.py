@@ -81,23 +81,41 @@ def ode_rows(batch, dim, steps, timer):
     return rows
 
 
+def _optional(module):
+    """``module`` imported, or ``None`` when it is not installed."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name != module:
+            raise
+        return None
+
+
 def haar_rows(batch, size, timer):
     """Case 4: 5-level 2-D Haar dwt/idwt against PyWavelets and ptwt; project against avg_pool2d."""
-    import ptwt
-    import pywt
-
     levels, device = 5, timer.device
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     on_cpu = torch.device(device).type == "cpu"
     xn = x.cpu().numpy()
     label = f"({batch}, 3, {size}, {size}), {levels} levels"
     ours_c = haar.dwt(x, levels)
-    pt_c = ptwt.wavedec2(x, "haar", level=levels)
-    dwt = {"mrdiffusion haar.dwt": lambda: haar.dwt(x, levels),
-           "ptwt wavedec2": lambda: ptwt.wavedec2(x, "haar", level=levels)}
-    idwt = {"mrdiffusion haar.idwt": lambda: haar.idwt(*ours_c),
-            "ptwt waverec2": lambda: ptwt.waverec2(pt_c, "haar")}
-    if on_cpu:
+    dwt = {"mrdiffusion haar.dwt": lambda: haar.dwt(x, levels)}
+    idwt = {"mrdiffusion haar.idwt": lambda: haar.idwt(*ours_c)}
+    ptwt, pywt = _optional("ptwt"), _optional("pywt")
+    missing = {}  # contender -> why it has no timing here
+    if ptwt is not None:
+        pt_c = ptwt.wavedec2(x, "haar", level=levels)
+        dwt["ptwt wavedec2"] = lambda: ptwt.wavedec2(x, "haar", level=levels)
+        idwt["ptwt waverec2"] = lambda: ptwt.waverec2(pt_c, "haar")
+    else:
+        missing["ptwt"] = "ptwt is not installed (pip install ptwt)"
+    if not on_cpu:
+        missing["PyWavelets"] = "CPU only (numpy)"
+    elif pywt is None:
+        missing["PyWavelets"] = "PyWavelets is not installed (pip install PyWavelets)"
+    else:
         pw_c = pywt.wavedec2(xn, "haar", level=levels, axes=(-2, -1))
         dwt["PyWavelets wavedec2"] = lambda: pywt.wavedec2(xn, "haar", level=levels, axes=(-2, -1))
         idwt["PyWavelets waverec2"] = lambda: pywt.waverec2(pw_c, "haar", axes=(-2, -1))
@@ -108,8 +126,7 @@ def haar_rows(batch, size, timer):
         rows += rows_from_times(case, label, times, ref, device=device,
                                 targets={k: one for k in fns if k != ref},
                                 notes={k: "numpy array in, numpy out" for k in fns if k.startswith("PyWavelets")})
-        if not on_cpu:
-            rows.append(skipped(case, label, "PyWavelets", "CPU only (numpy)", device, "≥ 1×"))
+        rows += [skipped(case, label, name, why, device, "≥ 1×") for name, why in missing.items()]
     for lv in (1, levels):
         k = 2**lv
         fns = {f"mrdiffusion haar.project(levels={lv})": lambda lv=lv: haar.project(x, lv),

@@ -14,7 +14,11 @@ against ``BrownianInterval(dt=h)``, and the unhinted path); (3) ODEs against
 torchdiffeq; (4) Haar transforms against PyWavelets and ptwt; (5)
 multi-resolution against single-resolution sampling; (6) peak memory of a
 saved trajectory, and of one gradient through 10^4 steps with and without
-``checkpoint=True``. The two largest SDE states run fewer
+``checkpoint=True``; (7) an HVAE training step against a plain loop; (8)
+few-step sampler overhead against k-diffusion at 10 NFE; (9) Euler–Maruyama
+against its memory-bandwidth floor. A contender whose optional package
+(ptwt, PyWavelets, k-diffusion) is missing gets a row that says so instead of
+a timing. The two largest SDE states run fewer
 steps (same step size) so that the suite fits in ten minutes; ratios are per
 solve of the listed length, so per step.
 """
@@ -32,7 +36,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-CASES = ("sde", "brownian", "ode", "haar", "multires", "memory", "hvae")
+CASES = ("sde", "brownian", "ode", "haar", "multires", "memory", "hvae", "sampler", "bandwidth")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class Sizes:
     memory: tuple  # (shape, saves)
     grad_memory: tuple = ((16, 1024), 10_000)  # (shape, steps): one gradient, plain vs checkpointed
     hvae_batch: int = 64  # one HVAE training step at the default model size
+    sampler_shapes: tuple = ((4096, 3, 32, 32), (256, 3, 32, 32))  # whole 10-NFE sampling runs
+    bandwidth: tuple = (((4096, 3, 32, 32),), 100)  # (shapes, steps): Euler–Maruyama vs its bandwidth floor
     repeats: int = 5
     compile: bool = True  # time the opt-in torch.compile fast path (compiles take seconds)
     collect: bool = True  # a full garbage collection before each comparison (~0.3 s each)
@@ -62,10 +68,12 @@ QUICK = Sizes(sde_shapes=(((1, 1), 200), ((100, 10), 200), ((1000, 10), 100), ((
                           ((64, 3, 32, 32), 10)),
               brownian_shapes=((1, 1), (100, 10)), brownian_steps=100,
               ode=(256, 16, 50), haar=(8, 256), multires=(64, 16), memory=((64, 3, 32, 32), 100),
-              grad_memory=((16, 1024), 2500), hvae_batch=16, compile=False)
+              grad_memory=((16, 1024), 2500), hvae_batch=16, compile=False,
+              bandwidth=(((4096, 3, 32, 32),), 20))
 SMOKE = Sizes(sde_shapes=(((1, 1), 5), ((4, 3), 5), ((2, 3, 4, 4), 5)), brownian_shapes=((2, 3),),
               brownian_steps=5, ode=(4, 3, 5), haar=(1, 32), multires=(2, 1), memory=((2, 3, 4, 4), 5),
-              grad_memory=((2, 3), 16), hvae_batch=2,
+              grad_memory=((2, 3), 16), hvae_batch=2, sampler_shapes=((4, 3, 8, 8),),
+              bandwidth=(((4, 3, 8, 8),), 5),
               repeats=5, compile=False, collect=False, fresh_process=False)
 MODES = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
 
@@ -86,6 +94,7 @@ def run(mode="full", device=None, out=None, threads=1, cases=CASES, sizes=None, 
     progress (default: to stderr).
     """
     from . import _other_cases as other
+    from . import _sampler_cases as sampler
     from . import _sde_cases as sde
     from ._timing import Timer
 
@@ -109,6 +118,8 @@ def run(mode="full", device=None, out=None, threads=1, cases=CASES, sizes=None, 
             "memory": lambda: (other.memory_rows(*sz.memory, dev, sz.fresh_process)
                                + other.grad_memory_rows(*sz.grad_memory, dev, sz.fresh_process)),
             "hvae": lambda: other.hvae_rows(sz.hvae_batch, timer),
+            "sampler": lambda: sampler.sampler_rows(sz.sampler_shapes, timer),
+            "bandwidth": lambda: sampler.bandwidth_rows(*sz.bandwidth, timer),
         }
         for name in cases:
             t0 = time.perf_counter()
@@ -201,7 +212,8 @@ def plot(result, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in result["rows"] if not r["reference"] and r["ratio"]]
+    # every ratio but the bandwidth one (time / floor: above 1 is slower, the opposite sense)
+    rows = [r for r in result["rows"] if not r["reference"] and r["ratio"] and "floor_seconds" not in r["extra"]]
     labels = [f"{r['case']} | {r['size']} | {r['contender']}" + (f" [{r['device']}]" if r["device"] != "cpu"
                                                                    else "") for r in rows]
     colours = ["tab:gray" if r["passed"] is None else ("tab:green" if r["passed"] else "tab:red") for r in rows]

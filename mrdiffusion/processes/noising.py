@@ -188,8 +188,10 @@ class BandNoising(solvers.SDE):
         self._idx = self.layout.dwt_level
 
     def _per(self, fn, t, like):
-        vals = torch.tensor([fn(s, t) for s in self.schedules], dtype=like.dtype, device=like.device)
-        return vals[self._idx.to(like.device)]
+        # built on the CPU, then one copy to the state's device that does not wait for the device's queue
+        # (a pageable copy is staged before it returns, so the CPU tensor may go)
+        vals = torch.tensor([fn(s, t) for s in self.schedules], dtype=like.dtype)[self._idx]
+        return vals if like.device.type == "cpu" else vals.to(like.device, non_blocking=True)
 
     def drift(self, t, y):
         return self._per(lambda s, t: s.f(t), t, y) * y

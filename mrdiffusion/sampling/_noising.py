@@ -3,8 +3,8 @@
 A :class:`~mrdiffusion.processes.BandNoising` (one schedule per Haar level)
 already answers these per band coefficient; a bare schedule
 (:class:`~mrdiffusion.processes.VPSchedule`, ``VESchedule``, ``EDMSchedule``)
-is wrapped by :class:`ScalarNoising` and answers with 0-d tensors that
-broadcast against any state. Grids read a *reference* noise level through
+is wrapped by :class:`ScalarNoising` and answers with 0-d CPU tensors that
+broadcast against any state, on any device. Grids read a *reference* noise level through
 :func:`sigma_hat`: the noisiest band's, or one band's.
 """
 
@@ -26,10 +26,13 @@ class ScalarNoising:
         # probe: a schedule may state its horizon T (EDM's does); the others run on [0, 1]
         self.T = float(T if T is not None else getattr(schedule, "T", 1.0))
 
-    def _pair(self, a, b, like):
+    @staticmethod
+    def _pair(a, b, like):
+        # 0-d tensors of the state's dtype, kept on the CPU whatever the state's device: an element-wise kernel
+        # takes a 0-d CPU tensor as a scalar argument, so a CUDA solve needs no host-to-device copy (and no
+        # synchronisation) per coefficient, and the coefficient arithmetic stays on the host.
         dtype = like.dtype if like is not None and like.is_floating_point() else torch.float64
-        device = like.device if like is not None else None
-        return torch.tensor(a, dtype=dtype, device=device), torch.tensor(b, dtype=dtype, device=device)
+        return torch.tensor(a, dtype=dtype), torch.tensor(b, dtype=dtype)
 
     def alpha_sigma(self, t, like=None):
         return self._pair(self.schedule.alpha(t), math.sqrt(max(self.schedule.var(t), 0.0)), like)

@@ -12,6 +12,7 @@ afresh for every solve, so schemes stay stateless).
 from __future__ import annotations
 
 import bisect
+import collections
 import math
 
 import torch
@@ -30,6 +31,9 @@ class DenoisingProblem(solvers.SDE):
     equation; the sampler schemes use :meth:`denoise` and the schedule instead.
     """
 
+    HISTORY = 4
+    """How many step starts :meth:`previous` can read back (the current one included)."""
+
     def __init__(self, denoise, noising, times, like, stochastic):
         self.model, self.noising = denoise, noising
         self.t_start = float(times[0])
@@ -40,7 +44,10 @@ class DenoisingProblem(solvers.SDE):
         self.noise_type = "additive" if stochastic else None
         self.like = like
         self.nfe = 0
-        self.history = []  # (u, D, x) at the starts of the steps taken so far
+        # (u, D, x) at the starts of the last HISTORY steps: enough for every multistep scheme here, and a
+        # bounded working set lets the allocator reuse the freed outputs of older steps (a list holding every
+        # step's D and x made each new state a fresh allocation, page faults and all: 2-3x slower on CPU)
+        self.history = collections.deque(maxlen=self.HISTORY)
         self.brownian = None  # the solve's noise source, (s, t) -> ΔW in u, for schemes with stages
         self._last = None
         self._cache = {}
@@ -81,6 +88,11 @@ class DenoisingProblem(solvers.SDE):
         """``λ = log α - log σ`` per coordinate (``+∞`` where ``σ = 0``)."""
         a, s = self.alpha_sigma(u)
         return self._get("lam", u, lambda t: torch.log(a) - torch.log(s))
+
+    def reaches_zero(self, u):
+        """Whether some coordinate's ``σ`` is zero at ``u`` (read from the schedules on the host, so a solve
+        on a GPU does not wait for the device to answer it)."""
+        return self._get("zero", u, lambda t: any(s.var(t) <= 0 for s in self.noising.schedules))
 
     def steps_left(self, u):
         """Steps from ``u`` to the end of the grid (``None`` off the grid)."""
@@ -126,7 +138,8 @@ class DenoisingProblem(solvers.SDE):
         return self.brownian(s, t) / math.sqrt(t - s)
 
     def previous(self, u, k):
-        """The ``k`` recorded ``(u', D', x')`` before ``u`` on this trajectory, newest first (fewer if not there)."""
+        """The ``k`` recorded ``(u', D', x')`` before ``u`` on this trajectory, newest first (fewer if not there;
+        at most ``HISTORY - 1``)."""
         out = []
         hist = self.history
         if not hist or hist[-1][0] != u:

@@ -27,7 +27,7 @@ class StepEnds:
         self.a1, self.s1 = sde.alpha_sigma(u)
         self.a2, self.s2 = sde.alpha_sigma(u + h)
         self.rho = (self.s2 * self.a1) / (self.s1 * self.a2)
-        self.final = bool((self.s2 == 0).any())
+        self.final = sde.reaches_zero(u + h)
         self.h = -torch.log(self.rho)
 
 

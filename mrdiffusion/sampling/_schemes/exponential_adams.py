@@ -68,28 +68,51 @@ class ExponentialAdams(SamplerScheme):
             q = min(q, left)
         return prev, q
 
+    # Both forms update their full-size temporaries in place; each product and sum is the same IEEE operation,
+    # in the same order, as the out-of-place formula in the comment beside it (the results are bit-identical),
+    # with fewer allocations of state-sized tensors per step.
+
+    @staticmethod
+    def _eps_of(x, a, D, s):
+        """``(x - a D) / s``, one allocation."""
+        return torch.mul(D, a).neg_().add_(x).div_(s)
+
     def _eps_step(self, sde, u, x, e, D, q):
-        """Noise-prediction form (DPM-Solver / DEIS): ``x_2 = (α_2/α_1) x_1 - σ_2 ∫_0^h e^{h-s}… ε``."""
+        r"""Noise-prediction form (DPM-Solver / DEIS): ``x_2 = (α_2/α_1) x_1 - σ_2 ∫_0^h e^{h-s}… ε``.
+
+        With the nodes ``s_j = λ_{n-j} - λ_n`` of the previous outputs, the Newton form
+        ``∫ = h φ_1 ε_n + w_1 d_1 + W_2 d_2`` (``w_1 = h² φ_2(h)``, ``W_2 = 2 h³ φ_3(h) - s_1 w_1``, ``d_1``,
+        ``d_2`` the divided differences of ``ε`` in ``λ``) is linear in ``ε_n, ε_{n-1}, ε_{n-2}``: its weights
+        ``k_j`` are computed on the coefficients alone, and ``ε_j = (x_j - α_j D_j)/σ_j`` is substituted, so
+        the step is one product and one fused multiply-add per stored state, with no ``ε`` or divided
+        difference ever formed at the state's size.
+        """
         prev, q = self._history(sde, u, e, D, q)
-        eps = (x - e.a1 * D) / e.s1
         hl = e.h
-        integral = hl * phi(1, hl) * eps  # ∫_0^h e^{s}... written as h^{j+1} j! φ_{j+1}(h)
+        k = [hl * phi(1, hl)]  # weights of ε_n, ε_{n-1}, ε_{n-2} in the integral
+        nodes = []
         if q >= 2:
             lam = sde.log_snr(u)
-            eps_of = []
-            for v, Dv, xv in prev[: q - 1]:
-                av, sv = sde.alpha_sigma(v)
-                eps_of.append((sde.log_snr(v) - lam, (xv - av * Dv) / sv))
-            s1, e1 = eps_of[0]
-            d1 = (eps - e1) / (-s1)
+            nodes = [(sde.log_snr(v) - lam, v, Dv, xv) for v, Dv, xv in prev[: q - 1]]
+            s1 = nodes[0][0]
             w1 = hl * hl * phi(2, hl)
-            integral = integral + w1 * d1
+            k[0] = k[0] + w1 / (-s1)  # d_1 = (ε_n - ε_{n-1}) / (-s_1)
+            k.append(-w1 / (-s1))
             if q >= 3:
-                s2, e2 = eps_of[1]
-                d1p = (e1 - e2) / (s1 - s2)
-                d2 = (d1 - d1p) / (-s2)
-                integral = integral + (2 * hl**3 * phi(3, hl) - s1 * w1) * d2
-        return (e.a2 / e.a1) * x - e.s2 * integral
+                s2 = nodes[1][0]
+                W2 = 2 * hl**3 * phi(3, hl) - s1 * w1
+                # d_2 = (d_1 - (ε_{n-1} - ε_{n-2})/(s_1 - s_2)) / (-s_2)
+                k[0] = k[0] + W2 / (s1 * s2)
+                k[1] = k[1] - W2 / (s1 * s2) + W2 / ((s1 - s2) * s2)
+                k.append(-W2 / ((s1 - s2) * s2))
+        # x_2 = (α_2/α_1) x_n - σ_2 Σ_j k_j (x_j - α_j D_j)/σ_j
+        c = e.s2 * k[0] / e.s1
+        out = torch.mul(e.a2 / e.a1 - c, x).addcmul_(D, c * e.a1)
+        for kj, (_, v, Dv, xv) in zip(k[1:], nodes):
+            av, sv = sde.alpha_sigma(v)
+            cj = e.s2 * kj / sv
+            out.addcmul_(xv, -cj).addcmul_(Dv, cj * av)
+        return out
 
     def step(self, sde, u, h, x, dW, ctx):
         e = StepEnds(sde, u, h)
@@ -98,21 +121,23 @@ class ExponentialAdams(SamplerScheme):
             return self._eps_step(sde, u, x, e, D, self.order)
         nu, eta = 1.0 + self.eta, self.eta
         prev, q = self._history(sde, u, e, D, 1 if e.final else self.order)
-        integral = -torch.expm1(-nu * e.h) * D  # W_0 = 1 - ρ^ν
+        integral = torch.mul(-torch.expm1(-nu * e.h), D)  # W_0 = 1 - ρ^ν
         if q >= 2:
             hl, lam = e.h, sde.log_snr(u)
             s1 = sde.log_snr(prev[0][0]) - lam  # node of D_{n-1}, < 0
-            d1 = (D - prev[0][1]) / (-s1)
+            d1 = torch.sub(D, prev[0][1]).div_(-s1)  # (D - D_{n-1}) / (-s1)
             w1 = nu * hl * hl * phi(2, -nu * hl)
-            integral = integral + w1 * d1
             if q >= 3:
                 s2 = sde.log_snr(prev[1][0]) - lam
-                d1p = (prev[0][1] - prev[1][1]) / (s1 - s2)
-                d2 = (d1 - d1p) / (-s2)
+                d1p = torch.sub(prev[0][1], prev[1][1]).div_(s1 - s2)  # (D_{n-1} - D_{n-2}) / (s1 - s2)
+                d2 = d1p.neg_().add_(d1).div_(-s2)  # (d1 - d1p) / (-s2)
                 w2 = 2 * nu * hl**3 * phi(3, -nu * hl)
-                integral = integral + (w2 - s1 * w1) * d2
+                integral.add_(d1.mul_(w1))  # integral + w1 d1
+                integral.add_(d2.mul_(w2 - s1 * w1))
+            else:
+                integral.add_(d1.mul_(w1))
         decay = e.rho**eta if eta > 0 else 1.0
-        out = (e.s2 / e.s1) * decay * x + e.a2 * integral
+        out = torch.mul((e.s2 / e.s1) * decay, x).add_(integral.mul_(e.a2))  # (σ_2/σ_1) ρ^η x + α_2 integral
         if self.stochastic and dW is not None:
-            out = out + e.s2 * torch.sqrt(-torch.expm1(-2 * eta * e.h)) * self.xi(dW, h)
+            out.add_(self.xi(dW, h).mul_(e.s2 * torch.sqrt(-torch.expm1(-2 * eta * e.h))))
         return out
