@@ -11,6 +11,7 @@
 See ``docs/metrics.md``.
 """
 
+from .frechet import feature_moments, frechet_distance, frechet_distance_from_moments
 from .likelihood import NLLResult, band_stop_times, dequantize, dequantized_nll, noise_prior, pf_ode_nll
 
-__all__ = ["NLLResult", "pf_ode_nll", "dequantize", "dequantized_nll", "band_stop_times", "noise_prior"]
+__all__ = ["frechet_distance", "frechet_distance_from_moments", "feature_moments", "NLLResult", "pf_ode_nll", "dequantize", "dequantized_nll", "band_stop_times", "noise_prior"]
