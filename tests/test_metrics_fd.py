@@ -1,12 +1,18 @@
 """The Fréchet distance against closed forms, and the classifier, its cache and the evaluation dict."""
 
-import math
+import json
+import os
 
 import numpy as np
 import pytest
 import torch
 
-from mrdiffusion.metrics import feature_moments, frechet_distance, frechet_distance_from_moments
+from mrdiffusion.hvae.data import Dataset, load_dataset
+from mrdiffusion.metrics import (EVAL_KEYS, ClassifierConfig, classifier_key, dataset_labels, dequantize, evaluate,
+                                 feature_moments, frechet_distance, frechet_distance_from_moments,
+                                 load_or_train_classifier)
+from mrdiffusion.processes import BandNoising, VPSchedule, gaussian_denoiser
+from mrdiffusion.sampling import ScalarNoising
 
 
 def _spd(d, rng):
@@ -75,3 +81,110 @@ def test_bad_features_are_named():
         frechet_distance(np.zeros((5, 3)), np.zeros((5, 4)))
     with pytest.raises(ValueError, match="feats"):
         frechet_distance(np.full((5, 3), np.nan), np.zeros((5, 3)))
+
+
+TINY = ClassifierConfig(width=8, features=16, epochs=1, batch_size=256)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    ds = load_dataset("digits")
+    return ds, dataset_labels(ds)
+
+
+@pytest.fixture(scope="module")
+def digits_classifier(digits, tmp_path_factory):
+    """The default digits classifier, trained once for this module (about ten seconds on one CPU thread)."""
+    ds, (tr, te) = digits
+    folder = str(tmp_path_factory.mktemp("cache"))
+    return folder, load_or_train_classifier(ds.train, tr, ds.test, te, ds.levels, name="digits", folder=folder)
+
+
+def test_digits_labels_match_the_images(digits):
+    from sklearn.datasets import load_digits
+
+    ds, (tr, te) = digits
+    raw = load_digits()
+    assert tr.shape == (ds.train.shape[0],) and te.shape == (ds.test.shape[0],)
+    # every test image is one of scikit-learn's images of the same label
+    imgs = torch.as_tensor(raw.images, dtype=torch.int64).reshape(len(raw.images), -1)
+    for i in range(0, ds.test.shape[0], 37):
+        rows = (imgs == ds.test[i].reshape(1, -1)).all(1).nonzero().flatten()
+        assert te[i].item() in set(int(raw.target[r]) for r in rows)
+    syn = load_dataset("synthetic")
+    y, reason = dataset_labels(syn)
+    assert y is None and "no labels" in reason
+
+
+def test_default_digits_classifier_reaches_97_percent(digits_classifier, digits):
+    folder, clf = digits_classifier
+    ds, (tr, te) = digits
+    assert clf.accuracy >= 0.97, clf.accuracy
+    assert not clf.cached and clf.hash == classifier_key(ds.train, tr, ds.levels, clf.config)
+    again = load_or_train_classifier(ds.train, tr, ds.test, te, ds.levels, name="digits", folder=folder)
+    assert again.cached and again.hash == clf.hash and again.accuracy == clf.accuracy
+    f = again.features(ds.test[:5])
+    assert f.dtype == torch.float64 and f.shape == (5, clf.config.features)
+
+
+def test_cache_is_keyed_by_data_and_config_and_survives_damage(digits, tmp_path):
+    ds, (tr, te) = digits
+    a = load_or_train_classifier(ds.train, tr, ds.test, te, ds.levels, TINY, name="digits", folder=str(tmp_path))
+    files = os.listdir(tmp_path / "classifiers")
+    assert files == [f"digits-{a.hash}.pt"]
+    other = ClassifierConfig(width=8, features=16, epochs=1, batch_size=256, seed=1)
+    assert classifier_key(ds.train, tr, ds.levels, other) != a.hash
+    flipped = tr.clone()
+    flipped[0] = (flipped[0] + 1) % 10
+    assert classifier_key(ds.train, flipped, ds.levels, TINY) != a.hash
+    (tmp_path / "classifiers" / files[0]).write_bytes(b"torn")
+    b = load_or_train_classifier(ds.train, tr, ds.test, te, ds.levels, TINY, name="digits", folder=str(tmp_path))
+    assert not b.cached and b.hash == a.hash and b.accuracy == a.accuracy  # seeded: the same network again
+    assert load_or_train_classifier(ds.train, tr, ds.test, te, ds.levels, TINY, name="digits",
+                                    folder=str(tmp_path)).cached
+
+
+def _gaussian_model(ds):
+    x, _ = dequantize(ds.train, ds.levels, generator=torch.Generator().manual_seed(0))
+    return x.mean(0), x.var(0)
+
+
+def test_evaluate_reports_every_key(digits, digits_classifier):
+    folder, clf = digits_classifier
+    ds, _ = digits
+    m, v = _gaussian_model(ds)
+    noise = VPSchedule()
+    out = evaluate(gaussian_denoiser(ScalarNoising(noise), m, v), noise, ds, n_test=6, n_samples=200, nfe=6,
+                   cache=folder)
+    assert tuple(out) == EVAL_KEYS
+    json.dumps(out)
+    assert out["n_test"] == 6 and out["n_samples"] == 200 and out["nfe"] <= 6 and out["ode_rtol"] == 1e-5
+    assert out["classifier_hash"] == clf.hash and out["classifier_acc"] == clf.accuracy
+    assert out["fd_skipped"] is None and out["sample_seconds_per_image"] > 0
+    # A per-pixel Gaussian is a poor digit model: far above the floor of real images against real images.
+    assert 0 < out["fd_floor"] < out["fd"]
+    # Its bits/dim are the PF-ODE's estimate of the Gaussian's own dequantised NLL (exact trace on 64 pixels).
+    x, log_delta = dequantize(ds.test[:6], ds.levels, generator=torch.Generator().manual_seed(0))
+    lp = -0.5 * ((x - m) ** 2 / v + torch.log(2 * torch.pi * v))
+    expect = float(((-lp.reshape(6, -1).sum(1) - 64 * log_delta) / (64 * np.log(2))).mean())
+    assert abs(out["bits_per_dim"] - expect) < 2e-3  # the prior at T is N(0, σ_T²), not the exact marginal
+
+
+def test_evaluate_without_labels_skips_fd_with_its_reason(tmp_path):
+    ds = load_dataset("synthetic")
+    small = Dataset("synthetic", ds.train[:50], ds.test[:20], ds.levels)
+    bn = BandNoising((8, 8), 3, schedules=VPSchedule())
+    D = gaussian_denoiser(bn, torch.zeros(64, dtype=torch.float64), torch.full((64,), 0.3, dtype=torch.float64))
+    out = evaluate(D, bn, small, n_test=4, n_samples=8, nfe=4, trace="hutchinson", cache=str(tmp_path),
+                   sampler="DPM(3M)")
+    assert out["fd"] is None and out["classifier_hash"] is None and "no labels" in out["fd_skipped"]
+    assert out["sampler"] == "DPM(3M)" and out["bits_per_dim"] > 0 and out["sample_seconds_per_image"] > 0
+    assert not (tmp_path / "classifiers").exists()
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(n_test=1), "n_test"), (dict(n_samples=-1), "n_samples"),
+                                           (dict(nfe=0), "nfe"), (dict(trace="x"), "trace"), (dict(pad=-1), "pad")])
+def test_evaluate_bad_arguments_are_named(kwargs, match):
+    ds = Dataset("d", torch.zeros(4, 1, 8, 8, dtype=torch.long), torch.zeros(4, 1, 8, 8, dtype=torch.long), 17)
+    with pytest.raises(ValueError, match=match):
+        evaluate(lambda x, t: x, VPSchedule(), ds, **kwargs)

@@ -212,7 +212,7 @@ def train_classifier(train_x, train_y, test_x, test_y, levels: int, config: Opti
             opt.step()
             sched.step()
         if log is not None:
-            log(f"classifier epoch {epoch + 1}/{config.epochs}: loss {float(loss):.4f}")
+            log(f"classifier epoch {epoch + 1}/{config.epochs}: loss {float(loss.detach()):.4f}")
     seconds = time.perf_counter() - start
     key = classifier_key(train_x, train_y, levels, config)
     out = TrainedClassifier(model, int(levels), key, 0.0, seconds, False, config)
@@ -241,7 +241,7 @@ def load_or_train_classifier(train_x, train_y, test_x, test_y, levels: int,
                 out = TrainedClassifier(model, int(levels), key, 0.0, float(blob["train_seconds"]), True, config)
                 out.accuracy = out.accuracy_on(test_x, test_y)
                 return out
-        except (OSError, RuntimeError, KeyError, ValueError, EOFError) as err:
+        except Exception as err:  # noqa: BLE001 - a torn or foreign file (any unpickling error): retrain
             if log is not None:
                 log(f"classifier cache {path} unreadable ({type(err).__name__}); retraining")
     out = train_classifier(train_x, train_y, test_x, test_y, levels, config, log=log)
