@@ -244,3 +244,26 @@ def test_bad_images_are_named():
         dequantize(torch.tensor([[0, 1]]), 1)
     with pytest.raises(ValueError, match="n_real_dims"):
         dequantized_nll(lambda x, t: x, VPSchedule(), torch.zeros(2, 4, dtype=torch.long), 17, n_real_dims=5)
+
+
+def test_divergence_of_a_nonlinear_denoiser_matches_the_jacobian_trace():
+    """Exact trace = tr(∂v/∂x) from torch's Jacobian; Hutchinson's mean over many probes converges to it."""
+    from mrdiffusion.metrics.likelihood import _Flow
+
+    g = torch.Generator().manual_seed(0)
+    W1 = torch.randn(6, 32, generator=g, dtype=torch.float64)
+    W2 = torch.randn(32, 6, generator=g, dtype=torch.float64) / 6
+    noise = ScalarNoising(VPSchedule())
+    den = lambda x, t: torch.tanh(x.reshape(x.shape[0], -1) @ W1) @ W2 * (1 + t)  # noqa: E731
+    x = torch.randn(3, 6, generator=g, dtype=torch.float64)
+    active = torch.ones(6, dtype=torch.bool)
+    t = 0.3
+    flow = _Flow(lambda y, s: den(y, s).reshape(y.shape), noise, active, None, "zero")
+    v, div = flow(torch.tensor(t, dtype=torch.float64), (x, None))
+    for i in range(3):
+        J = torch.autograd.functional.jacobian(lambda y: flow.velocity(y.unsqueeze(0), t)[0], x[i])
+        assert float(div[i, 0]) == pytest.approx(float(torch.trace(J)), rel=1e-10)
+    z = torch.randint(0, 2, (4000, 3, 6), generator=g).double() * 2 - 1
+    _, est = _Flow(lambda y, s: den(y, s).reshape(y.shape), noise, active, z, "zero")(torch.tensor(t, dtype=torch.float64), (x, None))
+    se = est.std(1) / math.sqrt(est.shape[1])
+    assert ((est.mean(1) - div[:, 0]).abs() < 4 * se).all()
