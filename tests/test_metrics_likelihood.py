@@ -267,3 +267,19 @@ def test_divergence_of_a_nonlinear_denoiser_matches_the_jacobian_trace():
     _, est = _Flow(lambda y, s: den(y, s).reshape(y.shape), noise, active, z, "zero")(torch.tensor(t, dtype=torch.float64), (x, None))
     se = est.std(1) / math.sqrt(est.shape[1])
     assert ((est.mean(1) - div[:, 0]).abs() < 4 * se).all()
+
+
+def test_point_mass_stop_times_are_found_before_each_cut():
+    from mrdiffusion.metrics import point_mass_stop_times
+
+    bn = BandNoising((4, 4), 2, schedules=[VPSchedule(), _CutVP(0.8), _CutVP(0.5)])
+    stops = point_mass_stop_times(bn, sigma_stop=0.05)
+    per_level = [float(stops[bn.layout.dwt_level == k][0]) for k in range(3)]
+    assert per_level[0] == 1.0 and 0.7 < per_level[1] < 0.8 and 0.4 < per_level[2] < 0.5
+    for k in (1, 2):
+        assert math.sqrt(bn.schedules[k].var(per_level[k])) == pytest.approx(0.05, rel=1e-9)
+    assert point_mass_stop_times(BandNoising((4, 4), 2, schedules=PER_BAND)) is None
+    m, v = _diag_law(16, seed=6)
+    x = _samples(m, v, 8).reshape(8, 1, 16)
+    res = pf_ode_nll(gaussian_denoiser(bn, m, v), bn, x, prior=_exact_prior(bn, m, v), stop_times=stops)
+    assert (res.bits_per_dim - _bpd_diag(x, m, v)).abs().max() < 1e-3

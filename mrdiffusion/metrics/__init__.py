@@ -15,9 +15,11 @@ from .classifier import (ClassifierConfig, SmallClassifier, TrainedClassifier, c
                          dataset_labels, default_config, load_or_train_classifier, train_classifier)
 from .evaluate import EVAL_KEYS, EXACT_TRACE_MAX_DIM, evaluate
 from .frechet import feature_moments, frechet_distance, frechet_distance_from_moments
-from .likelihood import NLLResult, band_stop_times, dequantize, dequantized_nll, noise_prior, pf_ode_nll
+from .likelihood import (NLLResult, band_stop_times, dequantize, dequantized_nll, noise_prior, pf_ode_nll,
+                         point_mass_stop_times)
 
 __all__ = ["evaluate", "EVAL_KEYS", "EXACT_TRACE_MAX_DIM", "ClassifierConfig", "SmallClassifier", "TrainedClassifier", "cache_dir", "classifier_key", "dataset_labels",
            "default_config", "load_or_train_classifier", "train_classifier",
            "frechet_distance", "frechet_distance_from_moments", "feature_moments",
-           "NLLResult", "pf_ode_nll", "dequantize", "dequantized_nll", "band_stop_times", "noise_prior"]
+           "NLLResult", "pf_ode_nll", "dequantize", "dequantized_nll", "band_stop_times", "noise_prior",
+           "point_mass_stop_times"]

@@ -10,7 +10,7 @@ import torch
 
 from .classifier import ClassifierConfig, dataset_labels, load_or_train_classifier
 from .frechet import frechet_distance
-from .likelihood import dequantized_nll
+from .likelihood import dequantized_nll, point_mass_stop_times
 
 __all__ = ["evaluate", "EVAL_KEYS", "EXACT_TRACE_MAX_DIM"]
 
@@ -41,7 +41,7 @@ def _state_maps(noising, to_state, from_state):
 def evaluate(denoiser: Callable, noising, dataset, *, n_test: Optional[int] = None, n_samples: int = 1000,
              solver=None, nfe: int = 10, sampler: Optional[str] = None, prediction: str = "data",
              trace: str = "auto", rtol: float = 1e-5, atol: float = 1e-5, n_probes: int = 1, eps: float = 1e-5,
-             stop_times=None, prior_data_var: float = 0.0, to_state: Optional[Callable] = None,
+             stop_times="auto", prior_data_var: float = 0.0, to_state: Optional[Callable] = None,
              from_state: Optional[Callable] = None, pad: int = 0, batch_size: int = 256, seed: int = 0,
              classifier_config: Optional[ClassifierConfig] = None, cache: Optional[str] = None,
              dtype=torch.float64, log=None) -> dict:
@@ -61,7 +61,9 @@ def evaluate(denoiser: Callable, noising, dataset, *, n_test: Optional[int] = No
         trace: ``"exact"``, ``"hutchinson"`` or ``"auto"`` (exact up to
             :data:`EXACT_TRACE_MAX_DIM` coordinates); ``rtol``, ``atol``,
             ``n_probes``, ``eps``, ``stop_times``, ``prior_data_var``: see
-            :func:`~mrdiffusion.metrics.pf_ode_nll`.
+            :func:`~mrdiffusion.metrics.pf_ode_nll`; ``stop_times="auto"`` stops
+            the bands that are a point mass at ``T`` where their ``σ`` is 0.01
+            (:func:`~mrdiffusion.metrics.point_mass_stop_times`), others at ``T``.
         pad: zero-level pixels added on each side of every image before it
             reaches the model (and cropped from samples); bits/dim are per real pixel.
         classifier_config, cache: the classifier's configuration and cache folder.
@@ -94,6 +96,10 @@ def evaluate(denoiser: Callable, noising, dataset, *, n_test: Optional[int] = No
     dim = int(images[0].numel())
     trace = ("exact" if dim <= EXACT_TRACE_MAX_DIM else "hutchinson") if trace == "auto" else trace
     to_state, from_state = _state_maps(noising, to_state, from_state)
+    if isinstance(stop_times, str):
+        if stop_times != "auto":
+            raise ValueError(f"stop_times: expected 'auto', None or per-coordinate times, got {stop_times!r}")
+        stop_times = point_mass_stop_times(noising)
     from ..sampling import as_denoiser
 
     D = as_denoiser(denoiser, as_noising(noising), prediction)

@@ -66,7 +66,8 @@ from typing import Callable, Optional
 
 import torch
 
-__all__ = ["NLLResult", "pf_ode_nll", "dequantize", "dequantized_nll", "band_stop_times", "noise_prior"]
+__all__ = ["NLLResult", "pf_ode_nll", "dequantize", "dequantized_nll", "band_stop_times", "point_mass_stop_times",
+           "noise_prior"]
 
 LN2 = math.log(2.0)
 
@@ -116,6 +117,40 @@ def band_stop_times(noising, per_level):
     return times[noising.layout.dwt_level]
 
 
+def point_mass_stop_times(noising, sigma_stop: float = 1e-2, grid: int = 2000):
+    """Per-coefficient stop times for the bands of ``noising`` that are a point mass at ``T``, or ``None``.
+
+    A Haar level whose schedule has ``α(T) = σ(T) = 0`` stops at the last time
+    before its cut where ``σ_k(t) = sigma_stop`` (found on a ``grid``-point scan
+    of ``[0, T]``, refined by bisection); other levels stop at ``T``. Needs
+    per-level ``schedules`` with ``alpha``/``var`` and a ``layout`` (a
+    :class:`~mrdiffusion.processes.BandNoising`); anything else gets ``None``.
+    """
+    scheds, layout = getattr(noising, "schedules", None), getattr(noising, "layout", None)
+    if not (isinstance(sigma_stop, (int, float)) and sigma_stop > 0):
+        raise ValueError(f"sigma_stop: expected a positive float, got {sigma_stop!r}")
+    if scheds is None or layout is None or len(scheds) != layout.levels + 1:
+        return None
+    T = float(noising.T)
+    sig = lambda sc, t: math.sqrt(max(sc.var(t), 0.0))  # noqa: E731
+    times, any_cut = [], False
+    for sc in scheds:
+        if sc.alpha(T) != 0 or sig(sc, T) != 0:
+            times.append(T)
+            continue
+        any_cut = True
+        ts = [T * i / grid for i in range(grid + 1)]
+        above = [i for i, t in enumerate(ts) if sig(sc, t) >= sigma_stop]
+        if not above:
+            raise ValueError(f"sigma_stop: a point-mass band's noise level never reaches {sigma_stop}")
+        lo, hi = ts[above[-1]], ts[min(above[-1] + 1, grid)]
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if sig(sc, mid) >= sigma_stop else (lo, mid)
+        times.append(lo)
+    return band_stop_times(noising, times) if any_cut else None
+
+
 def _as_noising(noising):
     from ..sampling import as_noising
 
@@ -157,13 +192,17 @@ def _stop_tensor(stop_times, x, T, eps):
     return s
 
 
+_ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "tsit5")
+"""torchdiffeq's adaptive Runge–Kutta methods: told to land on each segment's end (``step_t``), not step past it."""
+
+
 class _Flow:
     """``(x, ℓ) ↦ (v, ∇·v)`` for torchdiffeq, with the active coordinates and the probes fixed."""
 
-    def __init__(self, denoiser, noising, active, probes, frozen):
+    def __init__(self, denoiser, noising, active, probes, frozen, t_end=math.inf):
         self.denoiser, self.noising = denoiser, noising
         self.active, self.probes, self.frozen = active, probes, frozen
-        self.nfe = 0
+        self.t_end, self.nfe = t_end, 0
 
     def velocity(self, x, t):
         a, s = self.noising.alpha_sigma(t, like=x)
@@ -178,7 +217,10 @@ class _Flow:
 
     def __call__(self, t, state):
         x = state[0]
-        t = float(t)
+        # torchdiffeq's adaptive solvers may step past the end and interpolate back (``step_t`` stops that for
+        # the Runge–Kutta ones): beyond the segment's end, where a band may already be cut, the field is held
+        # at its end value, which leaves the solution on the segment unchanged.
+        t = min(float(t), self.t_end)
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             v = self.velocity(x, t)
@@ -255,10 +297,12 @@ def pf_ode_nll(denoiser: Callable, noising, x: torch.Tensor, *, trace: str = "ex
     t0, nfe = float(eps), 0
     for t1 in sorted({float(s) for s in stops.flatten().tolist()}):
         active = stops >= t1  # active on [t0, t1]
-        flow = _Flow(denoiser, noising, active, None if probes is None else probes * active.to(x.dtype), frozen)
+        flow = _Flow(denoiser, noising, active, None if probes is None else probes * active.to(x.dtype), frozen,
+                     t_end=t1)
         tt = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
         with torch.no_grad():
-            ys, ls = odeint(flow, (y, logdet), tt, rtol=rtol, atol=atol, method=method)
+            ys, ls = odeint(flow, (y, logdet), tt, rtol=rtol, atol=atol, method=method,
+                            options=dict(step_t=tt[1:]) if method in _ADAPTIVE else None)
         y, logdet, nfe = ys[-1], ls[-1], nfe + flow.nfe
         ending = (stops == t1)
         m, v = prior(t1, y)
