@@ -283,3 +283,19 @@ def test_point_mass_stop_times_are_found_before_each_cut():
     x = _samples(m, v, 8).reshape(8, 1, 16)
     res = pf_ode_nll(gaussian_denoiser(bn, m, v), bn, x, prior=_exact_prior(bn, m, v), stop_times=stops)
     assert (res.bits_per_dim - _bpd_diag(x, m, v)).abs().max() < 1e-3
+
+
+def test_evaluate_stops_point_mass_bands_by_itself():
+    """``evaluate``'s default ``stop_times="auto"`` handles bands cut before ``T`` (no NaN, same as by hand)."""
+    from mrdiffusion.hvae.data import Dataset
+    from mrdiffusion.metrics import dequantized_nll, evaluate, point_mass_stop_times
+
+    bn = BandNoising((4, 4), 2, schedules=[VPSchedule(), _CutVP(0.8), _CutVP(0.5)])
+    m, v = torch.zeros(16, dtype=torch.float64), torch.full((16,), 0.3, dtype=torch.float64)
+    imgs = torch.randint(0, 17, (5, 1, 4, 4), generator=torch.Generator().manual_seed(0))
+    ds = Dataset("toy", imgs, imgs, 17)
+    out = evaluate(gaussian_denoiser(bn, m, v), bn, ds, n_samples=0)
+    by_hand = dequantized_nll(gaussian_denoiser(bn, m, v), bn, imgs, 17, to_state=bn.layout.pack,
+                              stop_times=point_mass_stop_times(bn))
+    assert out["bits_per_dim"] == pytest.approx(by_hand.mean, rel=1e-12) and math.isfinite(out["bits_per_dim"])
+    assert out["fd"] is None and out["fd_skipped"] == "n_samples is 0"
