@@ -188,3 +188,21 @@ def test_evaluate_bad_arguments_are_named(kwargs, match):
     ds = Dataset("d", torch.zeros(4, 1, 8, 8, dtype=torch.long), torch.zeros(4, 1, 8, 8, dtype=torch.long), 17)
     with pytest.raises(ValueError, match=match):
         evaluate(lambda x, t: x, VPSchedule(), ds, **kwargs)
+
+
+def test_evaluate_follows_a_float32_module(tmp_path):
+    """A float32 network gets float32 states (its parameters' dtype), for the likelihood and for sampling."""
+    seen = set()
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(0.5))
+
+        def forward(self, x, t):
+            seen.add(x.dtype)
+            return self.scale * x
+
+    ds = Dataset("d", torch.randint(0, 17, (8, 1, 4, 4)), torch.randint(0, 17, (8, 1, 4, 4)), 17)
+    out = evaluate(Net(), VPSchedule(), ds, n_test=3, n_samples=4, nfe=3, cache=str(tmp_path))
+    assert seen == {torch.float32} and np.isfinite(out["bits_per_dim"])

@@ -44,7 +44,7 @@ def evaluate(denoiser: Callable, noising, dataset, *, n_test: Optional[int] = No
              stop_times="auto", prior_data_var: float = 0.0, to_state: Optional[Callable] = None,
              from_state: Optional[Callable] = None, pad: int = 0, batch_size: int = 256, seed: int = 0,
              classifier_config: Optional[ClassifierConfig] = None, cache: Optional[str] = None,
-             dtype=torch.float64, log=None) -> dict:
+             dtype=None, device=None, log=None) -> dict:
     """Test bits/dim by the probability-flow ODE, and the Fréchet distance of samples in a classifier's features.
 
     Args:
@@ -67,6 +67,7 @@ def evaluate(denoiser: Callable, noising, dataset, *, n_test: Optional[int] = No
         pad: zero-level pixels added on each side of every image before it
             reaches the model (and cropped from samples); bits/dim are per real pixel.
         classifier_config, cache: the classifier's configuration and cache folder.
+        dtype, device: of the model's states (default: a module's parameters', else float64 on the CPU).
 
     Returns:
         a dict with :data:`EVAL_KEYS`: the mean bits/dim and its standard error
@@ -96,6 +97,9 @@ def evaluate(denoiser: Callable, noising, dataset, *, n_test: Optional[int] = No
     dim = int(images[0].numel())
     trace = ("exact" if dim <= EXACT_TRACE_MAX_DIM else "hutchinson") if trace == "auto" else trace
     to_state, from_state = _state_maps(noising, to_state, from_state)
+    param = next(denoiser.parameters(), None) if isinstance(denoiser, torch.nn.Module) else None
+    dtype = dtype or (param.dtype if param is not None else torch.float64)
+    device = device or (param.device if param is not None else torch.device("cpu"))
     if isinstance(stop_times, str):
         if stop_times != "auto":
             raise ValueError(f"stop_times: expected 'auto', None or per-coordinate times, got {stop_times!r}")
@@ -107,7 +111,7 @@ def evaluate(denoiser: Callable, noising, dataset, *, n_test: Optional[int] = No
 
     say(f"likelihood: {images.shape[0]} test images, {trace} trace, rtol {rtol}")
     nll = dequantized_nll(D, noising, images, levels, to_state=to_state, n_real_dims=n_real,
-                          batch_size=batch_size, seed=seed, dtype=dtype, trace=trace, rtol=rtol, atol=atol,
+                          batch_size=batch_size, seed=seed, dtype=dtype, device=device, trace=trace, rtol=rtol, atol=atol,
                           n_probes=n_probes, eps=eps, stop_times=stop_times, prior_data_var=prior_data_var)
     out = {"bits_per_dim": nll.mean, "bits_per_dim_se": nll.se, "n_test": int(images.shape[0]),
            "ode_rtol": float(rtol)}
@@ -116,20 +120,23 @@ def evaluate(denoiser: Callable, noising, dataset, *, n_test: Optional[int] = No
     samples, seconds, nfe_made = None, None, nfe
     if n_samples:
         say(f"sampling: {n_samples} samples, {nfe} NFE")
-        like = to_state(torch.zeros((1, *images.shape[1:]), dtype=dtype))
+        like = to_state(torch.zeros((1, *images.shape[1:]), dtype=dtype, device=device))
         T = float(as_noising(noising).T)
         _, sigma_T = as_noising(noising).alpha_sigma(T, like=like)
         gen = torch.Generator().manual_seed(seed + 1)
         parts, seconds = [], 0.0
         for i in range(0, n_samples, batch_size):
             b = min(batch_size, n_samples - i)
-            x_T = sigma_T * torch.randn((b, *like.shape[1:]), generator=gen, dtype=dtype)
+            x_T = sigma_T * torch.randn((b, *like.shape[1:]), generator=gen, dtype=dtype).to(device)
             start = time.perf_counter()
-            x0, info = sample(denoiser, noising, x_T, nfe=nfe, solver=solver, seed=seed, prediction=prediction,
-                              sample_ids=torch.arange(i, i + b))
+            with torch.no_grad():
+                x0, info = sample(denoiser, noising, x_T, nfe=nfe, solver=solver, seed=seed, prediction=prediction,
+                                  sample_ids=torch.arange(i, i + b))
+            if x0.is_cuda:
+                torch.cuda.synchronize(x0.device)
             seconds += time.perf_counter() - start
             nfe_made = info.nfe
-            parts.append(from_state(x0))
+            parts.append(from_state(x0).detach().cpu())
         x = torch.cat(parts)
         if pad:
             x = x[..., pad:-pad, pad:-pad]

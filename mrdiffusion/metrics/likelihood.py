@@ -347,7 +347,7 @@ def dequantize(images: torch.Tensor, levels: int, *, lo: float = -1.0, hi: float
 
 def dequantized_nll(denoiser: Callable, noising, images: torch.Tensor, levels: int, *,
                     to_state: Optional[Callable] = None, n_real_dims: Optional[int] = None, lo: float = -1.0,
-                    hi: float = 1.0, batch_size: int = 256, seed: int = 0, dtype=torch.float64,
+                    hi: float = 1.0, batch_size: int = 256, seed: int = 0, dtype=torch.float64, device=None,
                     **ode) -> NLLResult:
     """The uniform-dequantisation bound on the discrete NLL of ``images``, in bits per real dimension.
 
@@ -355,8 +355,9 @@ def dequantized_nll(denoiser: Callable, noising, images: torch.Tensor, levels: i
     ``to_state`` maps dequantised images to the denoiser's state and must be
     volume preserving (e.g. ``BandLayout.pack``, orthonormal Haar: no
     Jacobian is charged); ``n_real_dims``: pixels per image that are data, not
-    padding (default all). The dequantisation noise and the Hutchinson probes
-    are seeded by ``seed``; ``ode`` goes to :func:`pf_ode_nll`. Batches of
+    padding (default all). The states are ``dtype`` on ``device`` (default
+    the images'). The dequantisation noise and the Hutchinson probes are
+    seeded by ``seed`` (drawn on the CPU); ``ode`` goes to :func:`pf_ode_nll`. Batches of
     ``batch_size`` are solved separately and the results concatenated.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -372,7 +373,7 @@ def dequantized_nll(denoiser: Callable, noising, images: torch.Tensor, levels: i
     parts, nfe, trace_var = [], 0, 0.0
     res = None
     for i in range(0, x.shape[0], batch_size):
-        xb = x[i:i + batch_size]
+        xb = x[i:i + batch_size] if device is None else x[i:i + batch_size].to(device)
         xb = to_state(xb) if to_state is not None else xb
         res = pf_ode_nll(denoiser, noising, xb, n_dims=n_real, offset_nats=-D * log_delta, generator=gen, **ode)
         parts.append(res.nll_nats)
