@@ -200,9 +200,10 @@ def test_evaluate_follows_a_float32_module(tmp_path):
             self.scale = torch.nn.Parameter(torch.tensor(0.5))
 
         def forward(self, x, t):
-            seen.add(x.dtype)
+            seen.add((x.dtype, self.training))
             return self.scale * x
 
     ds = Dataset("d", torch.randint(0, 17, (8, 1, 4, 4)), torch.randint(0, 17, (8, 1, 4, 4)), 17)
-    out = evaluate(Net(), VPSchedule(), ds, n_test=3, n_samples=4, nfe=3, cache=str(tmp_path))
-    assert seen == {torch.float32} and np.isfinite(out["bits_per_dim"])
+    net = Net()
+    out = evaluate(net, VPSchedule(), ds, n_test=3, n_samples=4, nfe=3, cache=str(tmp_path))
+    assert seen == {(torch.float32, False)} and np.isfinite(out["bits_per_dim"]) and net.training

@@ -53,7 +53,7 @@ def _exact_prior(noising, m, v):
 
 
 def _full_denoiser(noising, m, S):
-    """``E[x_0 | x_t] = m + Σ A (AΣA + S²)^{-1} (x_t − A m)`` for per-coordinate ``α``, ``σ`` (events flattened)."""
+    """``E[x_0 | x_t] = m + Σ A (AΣA + S²)^{-1} (x_t − A m)``, per-coordinate ``α``, ``σ`` (events flattened)."""
 
     def denoise(x, t):
         a, s = noising.alpha_sigma(t, like=x)
@@ -259,12 +259,13 @@ def test_divergence_of_a_nonlinear_denoiser_matches_the_jacobian_trace():
     active = torch.ones(6, dtype=torch.bool)
     t = 0.3
     flow = _Flow(lambda y, s: den(y, s).reshape(y.shape), noise, active, None, "zero")
-    v, div = flow(torch.tensor(t, dtype=torch.float64), (x, None))
+    tt = torch.tensor(t, dtype=torch.float64)
+    v, div = flow(tt, (x, None))
     for i in range(3):
         J = torch.autograd.functional.jacobian(lambda y: flow.velocity(y.unsqueeze(0), t)[0], x[i])
         assert float(div[i, 0]) == pytest.approx(float(torch.trace(J)), rel=1e-10)
     z = torch.randint(0, 2, (4000, 3, 6), generator=g).double() * 2 - 1
-    _, est = _Flow(lambda y, s: den(y, s).reshape(y.shape), noise, active, z, "zero")(torch.tensor(t, dtype=torch.float64), (x, None))
+    _, est = _Flow(lambda y, s: den(y, s).reshape(y.shape), noise, active, z, "zero")(tt, (x, None))
     se = est.std(1) / math.sqrt(est.shape[1])
     assert ((est.mean(1) - div[:, 0]).abs() < 4 * se).all()
 

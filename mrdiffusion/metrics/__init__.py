@@ -18,7 +18,8 @@ from .frechet import feature_moments, frechet_distance, frechet_distance_from_mo
 from .likelihood import (NLLResult, band_stop_times, dequantize, dequantized_nll, noise_prior, pf_ode_nll,
                          point_mass_stop_times)
 
-__all__ = ["evaluate", "EVAL_KEYS", "EXACT_TRACE_MAX_DIM", "ClassifierConfig", "SmallClassifier", "TrainedClassifier", "cache_dir", "classifier_key", "dataset_labels",
+__all__ = ["evaluate", "EVAL_KEYS", "EXACT_TRACE_MAX_DIM",
+           "ClassifierConfig", "SmallClassifier", "TrainedClassifier", "cache_dir", "classifier_key", "dataset_labels",
            "default_config", "load_or_train_classifier", "train_classifier",
            "frechet_distance", "frechet_distance_from_moments", "feature_moments",
            "NLLResult", "pf_ode_nll", "dequantize", "dequantized_nll", "band_stop_times", "noise_prior",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Callable, Optional
@@ -69,6 +70,8 @@ def evaluate(denoiser: Callable, noising, dataset, *, n_test: Optional[int] = No
         classifier_config, cache: the classifier's configuration and cache folder.
         dtype, device: of the model's states (default: a module's parameters', else float64 on the CPU).
 
+    A ``torch.nn.Module`` denoiser is put in eval mode for the call (and back after).
+
     Returns:
         a dict with :data:`EVAL_KEYS`: the mean bits/dim and its standard error
         (over test images, including the Hutchinson noise), the solve's ``rtol``,
@@ -76,7 +79,7 @@ def evaluate(denoiser: Callable, noising, dataset, *, n_test: Optional[int] = No
         against test images, the same count), the classifier's test accuracy and
         hash, the sampling wall time per image, and why FD was skipped (or ``None``).
     """
-    from ..sampling import DEFAULT_SOLVER, as_noising, sample
+    from ..sampling import DEFAULT_SOLVER, as_denoiser, as_noising
 
     for attr in ("train", "test", "levels"):
         if not hasattr(dataset, attr):
@@ -104,70 +107,90 @@ def evaluate(denoiser: Callable, noising, dataset, *, n_test: Optional[int] = No
         if stop_times != "auto":
             raise ValueError(f"stop_times: expected 'auto', None or per-coordinate times, got {stop_times!r}")
         stop_times = point_mass_stop_times(noising)
-    from ..sampling import as_denoiser
-
     D = as_denoiser(denoiser, as_noising(noising), prediction)
     say = log or (lambda msg: None)
 
-    say(f"likelihood: {images.shape[0]} test images, {trace} trace, rtol {rtol}")
-    nll = dequantized_nll(D, noising, images, levels, to_state=to_state, n_real_dims=n_real,
-                          batch_size=batch_size, seed=seed, dtype=dtype, device=device, trace=trace, rtol=rtol, atol=atol,
-                          n_probes=n_probes, eps=eps, stop_times=stop_times, prior_data_var=prior_data_var)
+    with _eval_mode(denoiser):
+        say(f"likelihood: {images.shape[0]} test images, {trace} trace, rtol {rtol}")
+        nll = dequantized_nll(D, noising, images, levels, to_state=to_state, n_real_dims=n_real,
+                              batch_size=batch_size, seed=seed, dtype=dtype, device=device, trace=trace, rtol=rtol,
+                              atol=atol, n_probes=n_probes, eps=eps, stop_times=stop_times,
+                              prior_data_var=prior_data_var)
+        solver = DEFAULT_SOLVER if solver is None else solver
+        samples, seconds, nfe_made = None, None, nfe
+        if n_samples:
+            say(f"sampling: {n_samples} samples, {nfe} NFE")
+            samples, seconds, nfe_made = _draw(denoiser, noising, images.shape[1:], n_samples, solver=solver,
+                                               nfe=nfe, prediction=prediction, to_state=to_state,
+                                               from_state=from_state, pad=pad, levels=levels, batch_size=batch_size,
+                                               seed=seed, dtype=dtype, device=device)
+    fd, floor, acc, key, n_fd, reason = _frechet(dataset, samples, levels, classifier_config, cache, log)
     out = {"bits_per_dim": nll.mean, "bits_per_dim_se": nll.se, "n_test": int(images.shape[0]),
-           "ode_rtol": float(rtol)}
-
-    solver = DEFAULT_SOLVER if solver is None else solver
-    samples, seconds, nfe_made = None, None, nfe
-    if n_samples:
-        say(f"sampling: {n_samples} samples, {nfe} NFE")
-        like = to_state(torch.zeros((1, *images.shape[1:]), dtype=dtype, device=device))
-        T = float(as_noising(noising).T)
-        _, sigma_T = as_noising(noising).alpha_sigma(T, like=like)
-        gen = torch.Generator().manual_seed(seed + 1)
-        parts, seconds = [], 0.0
-        for i in range(0, n_samples, batch_size):
-            b = min(batch_size, n_samples - i)
-            x_T = sigma_T * torch.randn((b, *like.shape[1:]), generator=gen, dtype=dtype).to(device)
-            start = time.perf_counter()
-            with torch.no_grad():
-                x0, info = sample(denoiser, noising, x_T, nfe=nfe, solver=solver, seed=seed, prediction=prediction,
-                                  sample_ids=torch.arange(i, i + b))
-            if x0.is_cuda:
-                torch.cuda.synchronize(x0.device)
-            seconds += time.perf_counter() - start
-            nfe_made = info.nfe
-            parts.append(from_state(x0).detach().cpu())
-        x = torch.cat(parts)
-        if pad:
-            x = x[..., pad:-pad, pad:-pad]
-        samples = torch.round((x + 1) * (levels - 1) / 2).clamp(0, levels - 1).long()
-        seconds /= n_samples
-    out.update({"n_samples": int(n_samples), "sampler": sampler or repr(solver), "nfe": int(nfe_made)})
-
-    fd = floor = acc = key = None
-    train_y, test_y = dataset_labels(dataset)
-    reason = None
-    if samples is None:
-        reason = "n_samples is 0"
-    elif train_y is None:
-        reason = test_y
-    else:
-        clf = load_or_train_classifier(dataset.train, train_y, dataset.test, test_y, levels, classifier_config,
-                                       name=getattr(dataset, "name", "data"), folder=cache, log=log)
-        acc, key = clf.accuracy, clf.hash
-        n = min(n_samples, dataset.test.shape[0], dataset.train.shape[0])
-        if n < 2:
-            reason = f"too few images for a covariance ({n})"
-        else:
-            f_test = clf.features(dataset.test[:n])
-            fd = frechet_distance(clf.features(samples[:n]), f_test)
-            floor = frechet_distance(clf.features(dataset.train[:n]), f_test)
-            if n < n_samples:
-                say(f"FD on {n} samples: the data set has {dataset.test.shape[0]} test images")
-            out["n_samples"] = int(n)
-    out.update({"fd": fd, "fd_floor": floor, "classifier_acc": acc, "classifier_hash": key,
-                "sample_seconds_per_image": seconds, "fd_skipped": reason})
+           "ode_rtol": float(rtol), "fd": fd, "fd_floor": floor, "n_samples": int(n_fd or n_samples),
+           "sampler": sampler or repr(solver), "nfe": int(nfe_made), "classifier_acc": acc, "classifier_hash": key,
+           "sample_seconds_per_image": seconds, "fd_skipped": reason}
     for k, v in out.items():
         if isinstance(v, float) and not math.isfinite(v):
             out[k] = None
     return {k: out[k] for k in EVAL_KEYS}
+
+
+@contextlib.contextmanager
+def _eval_mode(module):
+    """A ``torch.nn.Module`` in eval mode for the block, its training flag restored after."""
+    training = isinstance(module, torch.nn.Module) and module.training
+    if training:
+        module.eval()
+    try:
+        yield
+    finally:
+        if training:
+            module.train()
+
+
+def _draw(denoiser, noising, shape, n, *, solver, nfe, prediction, to_state, from_state, pad, levels, batch_size,
+          seed, dtype, device):
+    """``n`` samples as integer levels (padding cropped), the wall time per sample and the NFE made."""
+    from ..sampling import as_noising, sample
+
+    like = to_state(torch.zeros((1, *shape), dtype=dtype, device=device))
+    T = float(as_noising(noising).T)
+    _, sigma_T = as_noising(noising).alpha_sigma(T, like=like)
+    gen = torch.Generator().manual_seed(seed + 1)
+    parts, seconds, nfe_made = [], 0.0, nfe
+    for i in range(0, n, batch_size):
+        b = min(batch_size, n - i)
+        x_T = sigma_T * torch.randn((b, *like.shape[1:]), generator=gen, dtype=dtype).to(device)
+        start = time.perf_counter()
+        with torch.no_grad():
+            x0, info = sample(denoiser, noising, x_T, nfe=nfe, solver=solver, seed=seed, prediction=prediction,
+                              sample_ids=torch.arange(i, i + b))
+        if x0.is_cuda:
+            torch.cuda.synchronize(x0.device)
+        seconds += time.perf_counter() - start
+        nfe_made = info.nfe
+        parts.append(from_state(x0).detach().cpu())
+    x = torch.cat(parts)
+    if pad:
+        x = x[..., pad:-pad, pad:-pad]
+    return torch.round((x + 1) * (levels - 1) / 2).clamp(0, levels - 1).long(), seconds / n, nfe_made
+
+
+def _frechet(dataset, samples, levels, config, cache, log):
+    """``(fd, floor, accuracy, hash, n, reason)``: FD of samples and of training images to test images."""
+    if samples is None:
+        return None, None, None, None, None, "n_samples is 0"
+    train_y, test_y = dataset_labels(dataset)
+    if train_y is None:
+        return None, None, None, None, None, test_y
+    clf = load_or_train_classifier(dataset.train, train_y, dataset.test, test_y, levels, config,
+                                   name=getattr(dataset, "name", "data"), folder=cache, log=log)
+    n = min(samples.shape[0], dataset.test.shape[0], dataset.train.shape[0])
+    if n < 2:
+        return None, None, clf.accuracy, clf.hash, None, f"too few images for a covariance ({n})"
+    if n < samples.shape[0] and log is not None:
+        log(f"FD on {n} samples: the data set has {dataset.test.shape[0]} test images")
+    f_test = clf.features(dataset.test[:n])
+    fd = frechet_distance(clf.features(samples[:n]), f_test)
+    floor = frechet_distance(clf.features(dataset.train[:n]), f_test)
+    return fd, floor, clf.accuracy, clf.hash, n, None
