@@ -246,7 +246,8 @@ def test_bad_images_are_named():
         dequantized_nll(lambda x, t: x, VPSchedule(), torch.zeros(2, 4, dtype=torch.long), 17, n_real_dims=5)
 
 
-def test_divergence_of_a_nonlinear_denoiser_matches_the_jacobian_trace():
+@pytest.mark.parametrize("batched", [True, False])
+def test_divergence_of_a_nonlinear_denoiser_matches_the_jacobian_trace(batched):
     """Exact trace = tr(∂v/∂x) from torch's Jacobian; Hutchinson's mean over many probes converges to it."""
     from mrdiffusion.metrics.likelihood import _Flow
 
@@ -258,9 +259,10 @@ def test_divergence_of_a_nonlinear_denoiser_matches_the_jacobian_trace():
     x = torch.randn(3, 6, generator=g, dtype=torch.float64)
     active = torch.ones(6, dtype=torch.bool)
     t = 0.3
-    flow = _Flow(lambda y, s: den(y, s).reshape(y.shape), noise, active, None, "zero")
+    flow = _Flow(lambda y, s: den(y, s).reshape(y.shape), noise, active, None, "zero", batched=batched)
     tt = torch.tensor(t, dtype=torch.float64)
     v, div = flow(tt, (x, None))
+    assert flow.batched == batched  # the vmapped path ran, or the loop was asked for
     for i in range(3):
         J = torch.autograd.functional.jacobian(lambda y: flow.velocity(y.unsqueeze(0), t)[0], x[i])
         assert float(div[i, 0]) == pytest.approx(float(torch.trace(J)), rel=1e-10)
@@ -300,3 +302,19 @@ def test_evaluate_stops_point_mass_bands_by_itself():
                               stop_times=point_mass_stop_times(bn))
     assert out["bits_per_dim"] == pytest.approx(by_hand.mean, rel=1e-12) and math.isfinite(out["bits_per_dim"])
     assert out["fd"] is None and out["fd_skipped"] == "n_samples is 0"
+
+
+def test_exact_trace_of_a_conv_network_batched_and_looped_agree():
+    from mrdiffusion.metrics.likelihood import _Flow
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.GroupNorm(2, 8), torch.nn.SiLU(),
+                              torch.nn.Conv2d(8, 1, 3, padding=1)).double()
+    noise = ScalarNoising(VPSchedule())
+    x = torch.randn(5, 1, 4, 4, dtype=torch.float64)
+    active = torch.ones(1, 4, 4, dtype=torch.bool)
+    tt = torch.tensor(0.4, dtype=torch.float64)
+    fast = _Flow(lambda y, s: net(y), noise, active, None, "zero")
+    slow = _Flow(lambda y, s: net(y), noise, active, None, "zero", batched=False)
+    d1, d2 = fast(tt, (x, None))[1], slow(tt, (x, None))[1]
+    assert fast.batched and torch.allclose(d1, d2, rtol=1e-12, atol=1e-12)

@@ -196,13 +196,17 @@ _ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "tsit5")
 """torchdiffeq's adaptive Runge–Kutta methods: told to land on each segment's end (``step_t``), not step past it."""
 
 
+_BATCHED_ELEMENTS = 1 << 24
+"""Elements of one batch of one-hot vectors in the exact trace (128 MiB in float64)."""
+
+
 class _Flow:
     """``(x, ℓ) ↦ (v, ∇·v)`` for torchdiffeq, with the active coordinates and the probes fixed."""
 
-    def __init__(self, denoiser, noising, active, probes, frozen, t_end=math.inf):
+    def __init__(self, denoiser, noising, active, probes, frozen, t_end=math.inf, batched=True):
         self.denoiser, self.noising = denoiser, noising
         self.active, self.probes, self.frozen = active, probes, frozen
-        self.t_end, self.nfe = t_end, 0
+        self.t_end, self.nfe, self.batched = t_end, 0, batched
 
     def velocity(self, x, t):
         a, s = self.noising.alpha_sigma(t, like=x)
@@ -228,13 +232,33 @@ class _Flow:
         return v.detach(), div.detach()
 
     def _exact(self, x, v):
+        """``Σ_j ∂v_j/∂x_j`` over the active coordinates: vector–Jacobian products with one-hot vectors, a chunk
+        at a time through ``is_grads_batched`` (vmap), or one at a time where the model does not vmap."""
         b = x.shape[0]
+        idx = torch.nonzero(self.active.expand(x.shape[1:]).reshape(-1)).flatten()
+        if self.batched:
+            try:
+                return self._exact_batched(x, v, idx)
+            except RuntimeError:
+                self.batched = False
         vf = v.reshape(b, -1)
-        idx = torch.nonzero(self.active.expand(x.shape[1:]).reshape(-1)).flatten().tolist()
         div = torch.zeros(b, dtype=x.dtype, device=x.device)
-        for n, j in enumerate(idx):
-            (gj,) = torch.autograd.grad(vf[:, j].sum(), x, retain_graph=n + 1 < len(idx))
+        for n, j in enumerate(idx.tolist()):
+            (gj,) = torch.autograd.grad(vf[:, j].sum(), x, retain_graph=n + 1 < idx.numel())
             div = div + gj.reshape(b, -1)[:, j]
+        return div.unsqueeze(1)
+
+    def _exact_batched(self, x, v, idx):
+        b, d = x.shape[0], x[0].numel()
+        chunk = max(1, min(idx.numel(), _BATCHED_ELEMENTS // max(1, b * d)))
+        div = torch.zeros(b, dtype=x.dtype, device=x.device)
+        for part in idx.split(chunk):
+            k = part.numel()
+            rows = torch.arange(k, device=x.device)
+            e = torch.zeros(k, b, d, dtype=v.dtype, device=v.device)
+            e[rows, :, part.to(x.device)] = 1.0
+            (g,) = torch.autograd.grad(v, x, e.reshape(k, *v.shape), retain_graph=True, is_grads_batched=True)
+            div = div + g.reshape(k, b, d)[rows, :, part.to(x.device)].sum(0)
         return div.unsqueeze(1)
 
     def _hutchinson(self, x, v):
