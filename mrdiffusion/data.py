@@ -665,7 +665,8 @@ def check_images(x, config, name="data"):
     if x.ndim != 4 or tuple(x.shape[1:]) != want:
         hint = ""
         if x.ndim == 4 and x.shape[-1] != size:
-            hint = f"; the model was built for images of size {size}×{size}"
+            hint = (f"; the model's resolution stack {config.resolutions} takes images of size {size}×{size}"
+                    + ("" if size == config.image_size else f" (padded to {config.image_size}×{config.image_size})"))
         raise ValueError(f"{name}: expected images of shape (N, {', '.join(map(str, want))}), "
                          f"got {tuple(x.shape)}{hint}")
     if x.shape[0] == 0:

@@ -43,6 +43,9 @@ def add_train_arguments(p):
     p.add_argument("--levels", type=A.positive_int, default=None,
                    help="grey levels of the data (default: the source's own: 17 for digits, 256 for 8-bit "
                         "files, a .npz's 'levels' entry, else max + 1, at most 256 without this option)")
+    p.add_argument("--test-images", type=A.nonnegative_int, default=None,
+                   help="held-out images for the final test bits/dim in summary.json, the first N of the test "
+                        "set (default: all; 0: none)")
     p.add_argument("--out", required=True, help="run directory: checkpoint.pt, log.jsonl, summary.json")
     p.add_argument("--resume", action="store_true",
                    help="continue the checkpoint in --out bit-exactly (same options as the first run)")
@@ -135,6 +138,10 @@ def run_train(args):
         if args.threads:
             torch.set_num_threads(args.threads)
         data = load_dataset(args.data, levels=args.levels)
+        if args.test_images is not None:
+            data.test = data.test[:args.test_images]
+            if data.test_labels is not None:
+                data.test_labels = data.test_labels[:args.test_images]
         model_config, train_config = _configs(args, data)
         summary = train(model_config, train_config, data, args.out, resume=args.resume, device=args.device,
                         progress=not args.no_progress, save_rank_weights=args.save_rank_weights)

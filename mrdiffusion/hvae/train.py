@@ -336,7 +336,9 @@ def train(model_config: HVAEConfig, cfg: TrainConfig, data: Dataset, out_dir, *,
     if save_rank_weights:
         atomic_save(model.state_dict(), os.path.join(out_dir, f"rank{rank}_weights.pt"))
     summary = {"steps": step, "skipped": skipped, "skipped_nonfinite": skipped_nonfinite,
-               "elapsed": elapsed, "cpu_seconds": cpu, "world_size": world, "parameters": model.num_parameters()}
+               "elapsed": elapsed, "cpu_seconds": cpu, "world_size": world, "parameters": model.num_parameters(),
+               "images_per_second": step * cfg.batch_size / elapsed if elapsed > 0 else None,
+               "dims_per_image": model_config.data_dims}
     if rank == 0 and data.test is not None and data.test.shape[0]:
         summary["test_bpd"] = evaluate(ema, data.test)
         summary["test_bpd_raw"] = evaluate(model, data.test)
