@@ -309,7 +309,7 @@ def _levels_from_fraction(x, what):
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"{what}: expected float images k/256, got dtype {x.dtype}")
-    scaled = x.astype(np.float64) * 256.0  # exact: multiplying by a power of two
+    scaled = x * x.dtype.type(256)  # exact in the array's own precision: a power of two
     k = np.rint(scaled)
     if not np.array_equal(k, scaled) or k.min() < 0 or k.max() > 255:
         raise ValueError(f"{what}: values are not exactly k/256 with k in 0..255")
@@ -614,7 +614,9 @@ def load_path(path, levels=None, test_fraction=0.2, seed=0) -> Dataset:
             return _assemble(name, xtr, xte, ytr, yte, levels, None, f"data: {folder}", test_fraction, seed)
         return _assemble(name, _read_folder(path), None, None, None, levels, 256, f"data: {path}",
                          test_fraction, seed)
-    if path.endswith(".npz"):
+    import zipfile
+
+    if path.endswith(".npz") or zipfile.is_zipfile(path):  # numpy.savez writes a zip archive
         xtr, xte, ytr, yte, own = read_npz(path)
         return _assemble(name, xtr, xte, ytr, yte, levels, own, f"data: {path}", test_fraction, seed)
     stem = os.path.basename(path[:-3] if path.endswith(".gz") else path)

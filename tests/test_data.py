@@ -130,7 +130,7 @@ def test_keras_npz_layout(tmp_path):
     xtr, ytr = _labelled_images(12, 6, 0)
     xte, yte = _labelled_images(5, 6, 1)
     np.savez(tmp_path / "k.npz", x_train=xtr, x_test=xte, y_train=ytr, y_test=yte)
-    d = D.load_dataset(str(tmp_path / "k.npz"))
+    d = d0 = D.load_dataset(str(tmp_path / "k.npz"))
     assert d.train.shape == (12, 1, 6, 6) and d.test.shape == (5, 1, 6, 6)
     assert torch.equal(d.train[:, 0], torch.as_tensor(xtr)) and torch.equal(d.test_labels, torch.as_tensor(yte).long())
     # channels last (Keras' CIFAR-10) becomes channels first; no labels is fine
@@ -139,6 +139,8 @@ def test_keras_npz_layout(tmp_path):
     d = D.load_dataset(str(tmp_path / "rgb.npz"))
     assert d.train.shape == (4, 3, 8, 8) and d.train_labels is None
     assert torch.equal(d.train, torch.as_tensor(rgb).permute(0, 3, 1, 2))
+    os.rename(tmp_path / "k.npz", tmp_path / "k.data")  # recognised by content, not by name
+    assert torch.equal(D.load_dataset(str(tmp_path / "k.data")).train, d0.train)
     np.savez(tmp_path / "half.npz", x_train=xtr)
     with pytest.raises(ValueError, match="no 'x_test'"):
         D.load_dataset(str(tmp_path / "half.npz"))
@@ -447,3 +449,15 @@ def test_train_on_mnist_pads_to_32_and_reports_per_real_pixel(tmp_path, capsys):
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["model_config"]["image_size"] == 32 and ckpt["model_config"]["real_size"] == 28
     assert ckpt["data"] == {"name": "mnist", "fingerprint": ckpt["data"]["fingerprint"], "levels": 256}
+
+
+def test_load_dataset_signature_and_fields():
+    d = D.load_dataset("digits", None)  # load_dataset(spec, levels=None): levels may be positional
+    assert (d.name, d.levels, d.shape, d.real, d.real_dims) == ("digits", 17, (1, 8, 8), (1, 8, 8), 64)
+    assert d.train_labels.shape == (d.train.shape[0],) and d.test_labels.shape == (d.test.shape[0],)
+    assert torch.equal(d.mask(), torch.ones(8, 8, dtype=torch.bool))
+    old = D.Dataset("x", d.train, d.test, 17)  # the four positional fields of before
+    assert old.train_labels is None and old.real_shape is None
+    assert D.load_dataset("synthetic", 5).levels == 5
+    with pytest.raises(ValueError, match="not 'digits', 'mnist', 'synthetic'"):
+        D.load_dataset("no-such-thing")

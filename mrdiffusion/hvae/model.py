@@ -124,8 +124,10 @@ class HVAEConfig:
         object.__setattr__(self, "dec_blocks", tuple(int(n) for n in self.dec_blocks))
         s = self.image_size
         if not isinstance(s, int) or s < 1 or s & (s - 1):
+            hint = (f"; for {s}×{s} images give image_size={1 << (s - 1).bit_length()}, real_size={s} (padded, "
+                    f"scored on the real pixels only)") if isinstance(s, int) and s > 1 else ""
             raise ValueError(f"image_size: expected a power of two (the Haar resolution stack 1, 2, 4, ...), "
-                             f"got {s!r}")
+                             f"got {s!r}{hint}")
         n_res = s.bit_length()
         for name in ("enc_blocks", "dec_blocks"):
             counts = getattr(self, name)
