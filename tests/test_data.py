@@ -152,6 +152,9 @@ def test_images_levels_npz_layout_and_folder(tmp_path):
     d = D.load_dataset(str(tmp_path / "mine.npz"))
     assert d.levels == 200 and d.train.shape[1:] == (1, 4, 4) and d.train.shape[0] + d.test.shape[0] == 20
     assert torch.equal(d.train[:, 0, 0, 0].long() // 20, d.train_labels)
+    np.savez(tmp_path / "lv.npz", x=x, levels=[4, 5])
+    with pytest.raises(ValueError, match="'levels' must be one integer"):
+        D.load_dataset(str(tmp_path / "lv.npz"))
     np.savez(tmp_path / "one.npz", whatever=np.zeros((3, 4, 4), dtype=np.int64))
     assert D.load_dataset(str(tmp_path / "one.npz")).levels == 2
     from PIL import Image

