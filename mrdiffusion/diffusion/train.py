@@ -93,7 +93,7 @@ def run_metadata(device):
     from .. import __version__
 
     dev = torch.device(device)
-    return {"mrdiffusion": __version__, "torch": torch.__version__, "python": platform.python_version(),
+    return {"mrdiffusion": __version__, "torch": str(torch.__version__), "python": platform.python_version(),
             "git": _git_hash(), "device": str(dev),
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
             "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
