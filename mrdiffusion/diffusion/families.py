@@ -25,7 +25,7 @@ band, on ``[0, T]`` with ``T = 80`` (Karras et al. 2022), so training draws
   its log-SNR ``λ_k = \log\cot θ`` runs from ``+∞`` at ``t = 0`` to ``-∞`` at
   ``a_k``, where the band is exactly zero, and it stays zero after. The
   forward SDE is ``dx = f_k x dt + g_k dW`` with
-  ``f_k = -(π/(2a_k)) \tan θ`` (stiff: ``→ -∞`` at the cut) and
+  ``f_k = -(π/a_k) \tan θ`` (stiff: ``→ -∞`` at the cut) and
   ``g_k² = (π/(2a_k)) \sin 2θ ≥ 0``. Because the SNR reaches 0 *before* the
   band vanishes, the band just before its cut carries no information about
   the data, and generation from the point mass is well posed: on the way down
@@ -90,7 +90,7 @@ class CutCosineSchedule:
         return t >= self.activation
 
     def f(self, t):
-        return 0.0 if self.frozen(t) else -0.5 * math.pi / self.activation * math.tan(self._theta(t))
+        return 0.0 if self.frozen(t) else -math.pi / self.activation * math.tan(self._theta(t))
 
     def g2(self, t):
         return 0.0 if self.frozen(t) else 0.5 * math.pi / self.activation * math.sin(2 * self._theta(t))
