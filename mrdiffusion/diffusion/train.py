@@ -15,7 +15,11 @@ agrees to round-off (cuDNN / bf16 kernels need not be deterministic; not
 measured here, no GPU was available).
 
 EMA: :class:`torch.optim.swa_utils.AveragedModel` with
-``get_ema_multi_avg_fn(ema_decay)``, updated after every optimiser step.
+``get_ema_multi_avg_fn``, updated after every optimiser step, with the decay
+warmed up as the HVAE's, ``min(ema_decay, (1 + n)/(10 + n))`` after ``n``
+updates: at ``ema_decay = 0.999`` a plain EMA still holds ~90 % of the initial
+weights after 100 steps, which made the short CPU runs' EMA samples pure noise
+while the raw weights already drew digits.
 """
 
 from __future__ import annotations
@@ -124,6 +128,16 @@ def model_from_checkpoint(path, *, ema=True, device="cpu"):
     return model.eval(), ckpt
 
 
+def warm_ema(decay):
+    """``multi_avg_fn`` for :class:`AveragedModel`: ``get_ema_multi_avg_fn`` at decay ``min(decay, (1+n)/(10+n))``."""
+
+    def update(ema_params, params, num_averaged):
+        n = int(num_averaged)
+        get_ema_multi_avg_fn(min(decay, (1.0 + n) / (10.0 + n)))(ema_params, params, num_averaged)
+
+    return update
+
+
 def _generator(seed, step, rank, device):
     g = torch.Generator(device=device)
     return g.manual_seed(((seed * 1_000_003 + step) * 1_024 + rank + 7) % (2**63))
@@ -165,7 +179,7 @@ def train(config: DiffusionConfig, cfg: DiffusionTrainConfig, data, out_dir, *, 
 
     torch.manual_seed(cfg.seed)
     model = DiffusionModel(config).to(device)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    ema = AveragedModel(model, multi_avg_fn=warm_ema(cfg.ema_decay), use_buffers=True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
                             weight_decay=cfg.weight_decay)
     step, elapsed, cpu = 0, 0.0, 0.0
