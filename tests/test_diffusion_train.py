@@ -76,7 +76,18 @@ def _cli(args, tmp_path):
                           text=True, timeout=120)
 
 
+@pytest.fixture(scope="module")
+def hvae_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hvae") / "run"
+    assert main(["train", "--out", str(out), "--steps", "1", "--batch-size", "8", "--width", "8", "--mid-width", "4",
+                 "--zdim", "2", "--enc-blocks", "1,1,1,1", "--dec-blocks", "1,1,1,1", "--no-progress"]) == 0
+    return out
+
+
 @pytest.mark.parametrize("args, needle", [
+    (["sample", "{hvae}", "--solver", "EDMHeun"], "--solver"),
+    (["sample", "{hvae}", "--nfe", "10"], "--nfe"),
+    (["sample", "{hvae}", "--ode"], "--ode"),
     (["sample", "{empty}"], "checkpoint"),
     (["sample", "{run}", "--solver", "TwoStepEuler"], "--solver"),
     (["sample", "{run}", "--solver", "Nope"], "--solver"),
@@ -90,16 +101,17 @@ def _cli(args, tmp_path):
     (["train", "--model", "diffusion", "--out", "{new}", "--noising", "pointmass", "--activations", "0.3,0.8,2"],
      "activations"),
 ])
-def test_bad_input_is_one_line_exit_2_nothing_written(run, tmp_path, args, needle):
+def test_bad_input_is_one_line_exit_2_nothing_written(run, hvae_run, tmp_path, args, needle):
     empty = tmp_path / "empty"
     empty.mkdir()
-    before = sorted(os.listdir(run))
-    args = [a.format(empty=empty, run=run, new=tmp_path / "new") for a in args]
+    before = sorted(os.listdir(run)), sorted(os.listdir(hvae_run))
+    args = [a.format(empty=empty, run=run, new=tmp_path / "new", hvae=hvae_run) for a in args]
     proc = _cli(args, tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], proc.stderr
-    assert sorted(os.listdir(run)) == before and os.listdir(empty) == [] and not (tmp_path / "new").exists()
+    assert (sorted(os.listdir(run)), sorted(os.listdir(hvae_run))) == before
+    assert os.listdir(empty) == [] and not (tmp_path / "new").exists()
 
 
 def test_print_config_round_trips_through_config(tmp_path, capsys):
@@ -111,3 +123,34 @@ def test_print_config_round_trips_through_config(tmp_path, capsys):
     assert main(["train", "--model", "diffusion", "--config", str(path), "--steps", "9", "--print-config"]) == 0
     conf2 = json.loads(capsys.readouterr().out)
     assert conf2["band_ratio"] == 3.0 and conf2["steps"] == 9 and conf2["noising"] == "perband"
+
+
+def test_perband_run_samples_with_a_solvers_scheme_and_a_few_step_sampler(tmp_path, capsys):
+    out = tmp_path / "pb"
+    assert _train(out, "--noising", "perband", "--steps", "2") == 0
+    assert main(["sample", str(out), "--solver", "Heun", "--ode", "--nfe", "7", "--n", "2", "--out",
+                 str(out / "h")]) == 0
+    assert main(["sample", str(out), "--solver", "EDMHeun", "--nfe", "7", "--n", "2", "--out", str(out / "e")]) == 0
+    text = capsys.readouterr().out
+    assert "7 model evaluations, 3 steps, solver Heun()" in text and "7 model evaluations, 4 steps" in text
+
+
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "int"
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mrdiffusion", "train", *TINY, "--out", str(out), "--steps",
+                             "100000"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "log.jsonl").exists() or not (out / "log.jsonl").read_text():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted at step" in err and "--resume" in err
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] >= 10
