@@ -21,7 +21,8 @@ def _edm(sigma, sd):
 def test_alpha_one_is_edm_table_1():
     sd = 0.5
     for sigma in (0.002, 0.1, 0.5, 1.0, 7.0, 80.0):
-        got = edm_coefficients(torch.tensor(1.0, dtype=D64), torch.tensor(sigma, dtype=D64), torch.tensor(sd, dtype=D64))
+        got = edm_coefficients(torch.tensor(1.0, dtype=D64), torch.tensor(sigma, dtype=D64),
+                               torch.tensor(sd, dtype=D64))
         for g, w in zip(got, _edm(sigma, sd)):
             assert abs(float(g) - w) <= 1e-14 * max(1.0, abs(w))
 

@@ -126,7 +126,6 @@ def test_nfe_must_fit_the_scheme_and_the_grid_holds_the_activations():
 def test_scalar_noising_is_one_plain_sample_call():
     fam = make_family("scalar", (1, 8, 8), 3)
     nz = fam.noising()
-    D = sampling.sample  # noqa: F841 (only the call path matters)
     from mrdiffusion.processes.noising import gaussian_denoiser
 
     den = gaussian_denoiser(nz, torch.zeros(nz.layout.n, dtype=D64), torch.ones(nz.layout.n, dtype=D64))

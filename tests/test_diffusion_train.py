@@ -1,4 +1,4 @@
-"""``mrdiffusion train --model diffusion`` and ``mrdiffusion sample`` on digits: a tiny run, bit-exact resume, bad input."""
+"""``mrdiffusion train --model diffusion`` and ``sample`` on digits: a tiny run, bit-exact resume, bad input, Ctrl-C."""
 
 import json
 import os

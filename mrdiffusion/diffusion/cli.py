@@ -253,7 +253,7 @@ def draw(run, n, *, nfe=35, solver=None, seed=0, ode=False):
     import solvers as S
 
     from ..sampling import SamplerScheme
-    from .sample import check_nfe, sample_bands
+    from .sample import sample_bands
 
     solver = default_solver(run) if solver is None else solver
     x_T = run.prior(n, seed=seed)

@@ -52,8 +52,8 @@ def edm_coefficients(alpha, sigma, sigma_data):
     root = den.sqrt()
     c_skip = torch.where(frozen, torch.zeros_like(den), sigma_data * sigma_data * alpha / den)
     c_in = torch.where(frozen, torch.zeros_like(den), 1.0 / root)
-    c_out = torch.where(frozen, sigma_data.expand_as(den) if torch.is_tensor(sigma_data) else
-                        torch.full_like(den, float(sigma_data)), sigma * sigma_data / root)
+    sd = torch.as_tensor(sigma_data, dtype=den.dtype, device=den.device).expand_as(den)
+    c_out = torch.where(frozen, sd, sigma * sd / root)
     sh = (sigma / alpha.clamp(min=1e-30)).clamp(SIGMA_HAT_MIN, SIGMA_HAT_MAX)
     c_noise = torch.where(frozen, torch.full_like(den, C_NOISE_FROZEN), 0.25 * torch.log(sh))
     return c_skip, c_out, c_in, c_noise
