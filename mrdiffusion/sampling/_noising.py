@@ -55,13 +55,10 @@ def sigma_hat(noising, t, band=None):
 
     ``band=None``: the largest over the bands (the noisiest band sets the
     grid, so that a grid that stops at ``σ̂_min`` has *every* band below it);
-    ``band=k``: Haar level ``k``'s schedule. A band frozen at a point mass
-    (``α = σ = 0``, point-mass noising before its activation) has no noise
-    level and is left out (0 if every band is frozen).
+    ``band=k``: Haar level ``k``'s schedule.
     """
     scheds = noising.schedules if band is None else [noising.schedules[band]]
-    levels = [math.sqrt(max(s.var(t), 0.0)) / s.alpha(t) for s in scheds if s.alpha(t) != 0 or s.var(t) != 0]
-    return max(levels, default=0.0)
+    return max(math.sqrt(max(s.var(t), 0.0)) / s.alpha(t) for s in scheds)
 
 
 def time_of_sigma_hat(noising, target, lo, hi, band=None):
