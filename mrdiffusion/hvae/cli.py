@@ -81,6 +81,9 @@ def add_train_arguments(p):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--save-rank-weights", action="store_true",
                    help="each process writes rank<R>_weights.pt at the end (to check DDP replicas)")
+    from ..diffusion.cli import add_train_options
+
+    add_train_options(p)  # --model and the diffusion options (each option records whether it was given)
 
 
 def _configs(args, data):
@@ -125,7 +128,16 @@ def run_train(args):
     from .train import TrainingInterrupted, train
 
     rank0 = int(os.environ.get("RANK", "0")) == 0
+    if getattr(args, "model", "hvae") == "diffusion":
+        from ..diffusion.cli import run_train as run_diffusion
+
+        return run_diffusion(args)
     try:
+        from ..diffusion.cli import refuse_other_kind
+
+        refuse_other_kind(args, "hvae")
+        if args.out is None:
+            raise ValueError("--out: required (the run folder: checkpoint.pt, log.jsonl, summary.json)")
         A.check_out_dir(args.out)
         if args.resume and not os.path.isfile(os.path.join(args.out, "checkpoint.pt")):
             raise ValueError(f"--resume: {os.path.join(args.out, 'checkpoint.pt')} does not exist; drop --resume "
@@ -198,6 +210,9 @@ def add_sample_arguments(p):
     p.add_argument("--device", type=A.device, default="cpu", help="torch device: cpu, cuda or cuda:N")
     p.add_argument("--out", default=None,
                    help="output prefix: writes PREFIX.png and PREFIX.npz (default: <run dir>/samples)")
+    from ..diffusion.cli import add_sample_options
+
+    add_sample_options(p)  # --nfe, --ode; --solver also names the diffusion samplers
 
 
 def run_sample(args):
@@ -217,6 +232,12 @@ def run_sample(args):
         if not os.path.isfile(path):
             raise ValueError(f"checkpoint: {path} does not exist; expected a checkpoint.pt written by "
                              f"mrdiffusion train, or its run directory")
+        from ..diffusion.api import checkpoint_kind
+        from ..diffusion.cli import check_hvae_sample, run_sample as run_diffusion
+
+        if checkpoint_kind(path) == "diffusion":
+            return run_diffusion(args, path)
+        check_hvae_sample(args)
         prefix = args.out or os.path.join(os.path.dirname(os.path.abspath(path)), "samples")
         A.check_out_dir(os.path.dirname(os.path.abspath(prefix)), "--out")
         solver = solvers.SCHEMES[args.solver]() if args.solver else None
