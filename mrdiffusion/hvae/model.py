@@ -44,6 +44,7 @@ from torch import nn
 import solvers
 
 from .. import haar
+from ..data import crop_images, pad_images
 from .blocks import Encoder, TimeEmbedding, TopDownBlock
 from .sde import DecayTopDownSDE, TopDownSDE
 from .topdown import TopDownPass
@@ -91,6 +92,15 @@ class HVAEConfig:
     ``grid``: ``"uniform"`` steps, or ``"graded"``: on a resolution with ``n``
     steps, times ``t_k + n (i/n)²`` — small steps right after each activation,
     the same number of steps and the same total time.
+
+    ``real_size``: the side of the data's images when it is smaller than
+    ``image_size`` (MNIST's 28 in a 32×32 stack); ``None``: ``image_size``.
+    The model takes ``real_size``×``real_size`` images, pads them centred with
+    level 0 (:func:`mrdiffusion.data.pad_images`) before the encoder — the
+    padding is conditioned on — and scores only the real pixels: the
+    reconstruction term sums over them and every bits/dim divides by
+    :attr:`data_dims` ``= channels · real_size²``. Samples and reconstructions
+    are the real pixels.
     """
 
     image_size: int = 8
@@ -107,6 +117,7 @@ class HVAEConfig:
     start: str = "bias_xs"
     decay: bool = False
     grid: str = "uniform"
+    real_size: Optional[int] = None
 
     def __post_init__(self):
         object.__setattr__(self, "enc_blocks", tuple(int(n) for n in self.enc_blocks))
@@ -142,6 +153,20 @@ class HVAEConfig:
             raise ValueError(f"decay: expected True or False, got {self.decay!r}")
         if self.solver not in solvers.SCHEMES:
             raise ValueError(f"solver: expected one of {sorted(solvers.SCHEMES)}, got {self.solver!r}")
+        r = self.real_size
+        if r is not None and (not isinstance(r, int) or isinstance(r, bool) or not 1 <= r <= s):
+            raise ValueError(f"real_size: expected None or an int in 1..image_size={s} (the data's image side, "
+                             f"padded to image_size), got {r!r}")
+
+    @property
+    def data_size(self) -> int:
+        """Side of the images the model takes (``real_size`` or ``image_size``)."""
+        return self.real_size or self.image_size
+
+    @property
+    def data_dims(self) -> int:
+        """Real pixel values per image: the denominator of every bits/dim (padding is not counted)."""
+        return self.channels * self.data_size**2
 
     @property
     def resolutions(self) -> Tuple[int, ...]:
@@ -319,22 +344,36 @@ class HVAE(nn.Module):
     def scale_input(self, x):
         return x.to(self.head.weight.dtype) * (2.0 / (self.config.levels - 1)) - 1.0
 
+    def pad(self, x):
+        """Images of the data's size → the stack's ``image_size`` (centred, level 0); identity without padding."""
+        c = self.config
+        return x if c.data_size == c.image_size else pad_images(x, c.image_size)
+
+    def crop(self, x):
+        """The real pixels of ``(..., image_size, image_size)`` maps; identity without padding."""
+        c = self.config
+        return x if c.data_size == c.image_size else crop_images(x, c.data_size)
+
     # ------------------------------------------------------------------ objectives and sampling
 
     def elbo(self, x, *, solver=None, steps=None, noise=None, generator=None):
-        """Per-sample negative ELBO in nats and its parts: ``(nll, recon, kl_by_res)``."""
-        acts = self.encoder(self.scale_input(x))
+        """Per-sample negative ELBO in nats and its parts: ``(nll, recon, kl_by_res)``.
+
+        ``x``: ``(batch, channels, data_size, data_size)``; with padding, the
+        encoder sees the padded images and ``recon`` sums over the real pixels only.
+        """
+        acts = self.encoder(self.scale_input(self.pad(x)))
         state, kl, _ = self.top_down(x.shape[0], acts, solver=solver, steps=steps, noise=noise,
                                      generator=generator)
-        logits = self.logits(state)
+        logits = self.crop(self.logits(state))
         recon = F.cross_entropy(logits.transpose(1, 2), x.long(), reduction="none").flatten(1).sum(1)
         total = recon + sum(kl.values())
         return total, recon, kl
 
     def forward(self, x, generator=None):
-        """Training objective: mean negative ELBO in bits per dimension, and statistics (bits/dim)."""
+        """Training objective: mean negative ELBO in bits per real dimension, and statistics (bits/dim)."""
         total, recon, kl = self.elbo(x, generator=generator)
-        scale = 1.0 / (math.log(2.0) * x[0].numel())
+        scale = 1.0 / (math.log(2.0) * self.config.data_dims)
         loss = total.mean() * scale
         stats = {"recon": recon.mean().detach() * scale}
         for res, v in kl.items():
@@ -346,15 +385,15 @@ class HVAE(nn.Module):
         """Prior samples: ``(images, info)``; ``info`` has ``nonfinite`` (bool per sample) and ``norms``."""
         state, _, norms = self.top_down(n, None, solver=solver, steps=steps, generator=generator,
                                         temperature=temperature, record=record)
-        images, bad = self._draw(self.logits(state), generator)
+        images, bad = self._draw(self.crop(self.logits(state)), generator)
         return images, {"nonfinite": bad, "norms": norms}
 
     @torch.no_grad()
     def reconstruct(self, x, *, generator=None, mode=True):
         """Posterior reconstructions: the most likely levels (``mode``) or a draw."""
-        acts = self.encoder(self.scale_input(x))
+        acts = self.encoder(self.scale_input(self.pad(x)))
         state, _, _ = self.top_down(x.shape[0], acts, generator=generator)
-        logits = self.logits(state)
+        logits = self.crop(self.logits(state))
         if mode:
             return logits.argmax(2)
         return self._draw(logits, generator)[0]

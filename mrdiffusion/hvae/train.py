@@ -106,7 +106,9 @@ def _noise_generator(seed, step, rank, device):
 
 @torch.no_grad()
 def evaluate(model, x, *, batch=500, seed=12345, solver=None, steps=None):
-    """Mean negative ELBO on ``x`` in bits per dimension (one posterior sample per image, seeded)."""
+    """Mean negative ELBO on ``x`` in bits per real dimension (one posterior sample per image, seeded).
+
+    The denominator is ``model.config.data_dims``: padding is never counted."""
     model.eval()
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(seed)
@@ -115,7 +117,7 @@ def evaluate(model, x, *, batch=500, seed=12345, solver=None, steps=None):
         xb = x[i:i + batch].to(device)
         nll, _, _ = model.elbo(xb, solver=solver, steps=steps, generator=g)
         total += float(nll.double().sum())
-    return total / (x.shape[0] * x[0].numel() * math.log(2.0))
+    return total / (x.shape[0] * model.config.data_dims * math.log(2.0))
 
 
 def _setup_distributed(device):
@@ -334,7 +336,9 @@ def train(model_config: HVAEConfig, cfg: TrainConfig, data: Dataset, out_dir, *,
     if save_rank_weights:
         atomic_save(model.state_dict(), os.path.join(out_dir, f"rank{rank}_weights.pt"))
     summary = {"steps": step, "skipped": skipped, "skipped_nonfinite": skipped_nonfinite,
-               "elapsed": elapsed, "cpu_seconds": cpu, "world_size": world, "parameters": model.num_parameters()}
+               "elapsed": elapsed, "cpu_seconds": cpu, "world_size": world, "parameters": model.num_parameters(),
+               "images_per_second": step * cfg.batch_size / elapsed if elapsed > 0 else None,
+               "dims_per_image": model_config.data_dims}
     if rank == 0 and data.test is not None and data.test.shape[0]:
         summary["test_bpd"] = evaluate(ema, data.test)
         summary["test_bpd_raw"] = evaluate(model, data.test)
