@@ -44,7 +44,7 @@ def evaluate(denoiser: Callable, noising, dataset, *, n_test: Optional[int] = No
              stop_times="auto", prior_data_var: float = 0.0, to_state: Optional[Callable] = None,
              from_state: Optional[Callable] = None, pad: int = 0, batch_size: int = 256, seed: int = 0,
              classifier_config: Optional[ClassifierConfig] = None, cache: Optional[str] = None,
-             dtype=None, device=None, log=None) -> dict:
+             dtype=None, device=None, draw: Optional[Callable] = None, log=None) -> dict:
     """Test bits/dim by the probability-flow ODE, and the Fréchet distance of samples in a classifier's features.
 
     Args:
@@ -67,6 +67,10 @@ def evaluate(denoiser: Callable, noising, dataset, *, n_test: Optional[int] = No
         pad: zero-level pixels added on each side of every image before it
             reaches the model (and cropped from samples); bits/dim are per real pixel.
         classifier_config, cache: the classifier's configuration and cache folder.
+        draw: ``draw(n, seed) -> (images, nfe)``, ``n`` samples as integer grey
+            levels ``(n, C, H, W)``, for a model whose sampling is not a plain
+            :func:`~mrdiffusion.sampling.sample` (a point-mass run samples across
+            its activations); ``solver`` then only names the sampler.
         dtype, device: of the model's states (default: a module's parameters', else float64 on the CPU).
 
     Returns:
@@ -127,20 +131,23 @@ def evaluate(denoiser: Callable, noising, dataset, *, n_test: Optional[int] = No
         parts, seconds = [], 0.0
         for i in range(0, n_samples, batch_size):
             b = min(batch_size, n_samples - i)
-            x_T = sigma_T * torch.randn((b, *like.shape[1:]), generator=gen, dtype=dtype).to(device)
             start = time.perf_counter()
-            with torch.no_grad():
-                x0, info = sample(denoiser, noising, x_T, nfe=nfe, solver=solver, seed=seed, prediction=prediction,
-                                  sample_ids=torch.arange(i, i + b))
-            if x0.is_cuda:
-                torch.cuda.synchronize(x0.device)
+            if draw is not None:
+                x, nfe_made = draw(b, seed + 1 + i)
+            else:
+                x_T = sigma_T * torch.randn((b, *like.shape[1:]), generator=gen, dtype=dtype).to(device)
+                with torch.no_grad():
+                    x0, info = sample(denoiser, noising, x_T, nfe=nfe, solver=solver, seed=seed,
+                                      prediction=prediction, sample_ids=torch.arange(i, i + b))
+                x, nfe_made = from_state(x0), info.nfe
+            if x.is_cuda:
+                torch.cuda.synchronize(x.device)
             seconds += time.perf_counter() - start
-            nfe_made = info.nfe
-            parts.append(from_state(x0).detach().cpu())
+            parts.append(x.detach().cpu())
         x = torch.cat(parts)
         if pad:
             x = x[..., pad:-pad, pad:-pad]
-        samples = torch.round((x + 1) * (levels - 1) / 2).clamp(0, levels - 1).long()
+        samples = x.long() if draw is not None else quantize(x, levels)
         seconds /= n_samples
     out.update({"n_samples": int(n_samples), "sampler": sampler or repr(solver), "nfe": int(nfe_made)})
 
