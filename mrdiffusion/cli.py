@@ -45,7 +45,7 @@ def _load_plugins():
     """Import the modules that register further subcommands (bench, train, ...), where present."""
     import importlib
 
-    for mod in ("mrdiffusion.bench.cli", "mrdiffusion.hvae.cli"):
+    for mod in ("mrdiffusion.bench.cli", "mrdiffusion.hvae.cli", "mrdiffusion.metrics.cli"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as err:

@@ -207,6 +207,13 @@ def dequantize(x: torch.Tensor, levels: int, *, generator=None, data_range=(-1.0
     return lo + (hi - lo) * (x.to(dtype) + u) / levels
 
 
+def quantize(y: torch.Tensor, levels: int, *, data_range=(-1.0, 1.0)) -> torch.Tensor:
+    """The grey level whose dequantisation cell holds ``y`` (the inverse of :func:`dequantize`), clipped to
+    ``0 … levels−1``: ``floor(levels (y − lo)/(hi − lo))``."""
+    lo, hi = data_range
+    return torch.floor((y - lo) * (levels / (hi - lo))).clamp(0, levels - 1).to(torch.int64)
+
+
 def discrete_bits_per_dim(nll_nats, dims: int, levels: int, data_range=(-1.0, 1.0)):
     """Bits/dim of the discrete data from a continuous NLL (nats per image) of :func:`dequantize`\\ d data.
 

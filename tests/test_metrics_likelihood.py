@@ -202,7 +202,7 @@ def test_dequantized_bound_of_gaussian_data():
     assert (res.bits_per_dim - expect).abs().max() < 1e-3
     # P(k) = Π_i ∫_cell N(x; 0, v): the bound is above the exact discrete NLL on average (Jensen), and close.
     delta = math.exp(log_delta)
-    c = -1 + delta * images.double()
+    c = -1 + delta * (images.double() + 0.5)  # the centre of level k's cell [-1 + Δk, -1 + Δ(k + 1))
     cdf = lambda z: 0.5 * (1 + torch.erf(z / math.sqrt(2 * var)))  # noqa: E731
     discrete = -torch.log(cdf(c + delta / 2) - cdf(c - delta / 2)).sum(1) / (n * LN2)
     # E_u[-log N(x; 0, v)] = ½ log(2πv) + (c² + Δ²/12)/(2v) per coordinate: the bound's expectation per image.
@@ -216,8 +216,11 @@ def test_dequantized_bound_of_gaussian_data():
 def test_dequantize_map_and_padding_denominator():
     images = torch.tensor([[0, 16, 8]])
     x, log_delta = dequantize(images, 17, generator=torch.Generator().manual_seed(0))
-    centres = -1 + images * (2 / 16)
-    assert ((x - centres).abs() <= 1 / 16 + 1e-12).all() and log_delta == pytest.approx(math.log(1 / 8))
+    centres = -1 + (images + 0.5) * (2 / 17)  # the training map: cells of width 2/L tiling [-1, 1)
+    assert ((x - centres).abs() <= 1 / 17 + 1e-12).all() and log_delta == pytest.approx(math.log(2 / 17))
+    from mrdiffusion.data import quantize
+
+    assert torch.equal(quantize(x, 17), images)  # the inverse map gives the levels back
     m, v = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
     noise = ScalarNoising(VPSchedule())
     imgs = torch.randint(0, 17, (3, 4), generator=torch.Generator().manual_seed(1))
@@ -318,3 +321,15 @@ def test_exact_trace_of_a_conv_network_batched_and_looped_agree():
     slow = _Flow(lambda y, s: net(y), noise, active, None, "zero", batched=False)
     d1, d2 = fast(tt, (x, None))[1], slow(tt, (x, None))[1]
     assert fast.batched and torch.allclose(d1, d2, rtol=1e-12, atol=1e-12)
+
+
+def test_a_denoiser_that_detaches_its_output_is_refused():
+    """Under torch.no_grad() inside the denoiser the divergence would come out as if ∂D/∂x = 0: refused."""
+    noise = ScalarNoising(VPSchedule())
+
+    def detached(x, t):
+        with torch.no_grad():
+            return 0.5 * x
+
+    with pytest.raises(ValueError, match="denoiser: its output does not depend on its input"):
+        pf_ode_nll(detached, noise, torch.zeros(2, 4, dtype=torch.float64))

@@ -249,7 +249,14 @@ def default_solver(run):
 
 
 def draw(run, n, *, nfe=35, solver=None, seed=0, ode=False):
-    """``(x_0 packed (n, C, n_coef), info)``: ``n`` samples of a loaded diffusion run."""
+    """``(x_0 packed (n, C, n_coef), info)``: ``n`` samples of a loaded diffusion run (no autograd graph)."""
+    import torch
+
+    with torch.no_grad():
+        return _draw(run, n, nfe=nfe, solver=solver, seed=seed, ode=ode)
+
+
+def _draw(run, n, *, nfe, solver, seed, ode):
     import solvers as S
 
     from ..sampling import SamplerScheme

@@ -71,12 +71,15 @@ class DiffusionModel(nn.Module):
         return self.family.noising()
 
     def denoiser(self, autocast=False):
-        """``D(x, t)`` for :func:`mrdiffusion.sampling.sample` (``t`` a float; output in ``x``'s dtype)."""
+        """``D(x, t)`` for :func:`mrdiffusion.sampling.sample` (``t`` a float; output in ``x``'s dtype).
+
+        Differentiable in ``x`` (the likelihood needs ``∂D/∂x``): sample under ``torch.no_grad()``, as
+        :func:`.cli.draw` does.
+        """
 
         def D(x, t):
             tt = torch.full((x.shape[0],), float(t), dtype=torch.float32, device=x.device)
-            with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16,
-                                                 enabled=autocast and x.device.type == "cuda"):
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast and x.device.type == "cuda"):
                 return self(x.to(torch.float32), tt).to(x.dtype)
 
         return D

@@ -45,7 +45,7 @@ def evaluate(denoiser: Callable, noising, dataset, *, n_test: Optional[int] = No
              stop_times="auto", prior_data_var: float = 0.0, to_state: Optional[Callable] = None,
              from_state: Optional[Callable] = None, pad: int = 0, batch_size: int = 256, seed: int = 0,
              classifier_config: Optional[ClassifierConfig] = None, cache: Optional[str] = None,
-             dtype=None, device=None, log=None) -> dict:
+             dtype=None, device=None, draw: Optional[Callable] = None, log=None) -> dict:
     """Test bits/dim by the probability-flow ODE, and the Fréchet distance of samples in a classifier's features.
 
     Args:
@@ -69,6 +69,10 @@ def evaluate(denoiser: Callable, noising, dataset, *, n_test: Optional[int] = No
             reaches the model (and cropped from samples); bits/dim are per real pixel.
         classifier_config, cache: the classifier's configuration and cache folder.
         dtype, device: of the model's states (default: a module's parameters', else float64 on the CPU).
+        draw: ``draw(n, seed) -> (images, nfe)``: ``n`` samples as integer grey
+            levels ``(n, C, H, W)``, for a model whose sampling is not one plain
+            :func:`~mrdiffusion.sampling.sample` call (a point-mass run samples
+            across its activations); ``solver`` then only names the sampler.
 
     A ``torch.nn.Module`` denoiser is put in eval mode for the call (and back after).
 
@@ -123,7 +127,7 @@ def evaluate(denoiser: Callable, noising, dataset, *, n_test: Optional[int] = No
             samples, seconds, nfe_made = _draw(denoiser, noising, images.shape[1:], n_samples, solver=solver,
                                                nfe=nfe, prediction=prediction, to_state=to_state,
                                                from_state=from_state, pad=pad, levels=levels, batch_size=batch_size,
-                                               seed=seed, dtype=dtype, device=device)
+                                               seed=seed, dtype=dtype, device=device, draw=draw)
     fd, floor, acc, key, n_fd, reason = _frechet(dataset, samples, levels, classifier_config, cache, log)
     out = {"bits_per_dim": nll.mean, "bits_per_dim_se": nll.se, "n_test": int(images.shape[0]),
            "ode_rtol": float(rtol), "fd": fd, "fd_floor": floor, "n_samples": int(n_fd or n_samples),
@@ -149,9 +153,21 @@ def _eval_mode(module):
 
 
 def _draw(denoiser, noising, shape, n, *, solver, nfe, prediction, to_state, from_state, pad, levels, batch_size,
-          seed, dtype, device):
+          seed, dtype, device, draw=None):
     """``n`` samples as integer levels (padding cropped), the wall time per sample and the NFE made."""
+    from ..data import quantize
     from ..sampling import as_noising, sample
+
+    if draw is not None:
+        parts, seconds, nfe_made = [], 0.0, nfe
+        for i in range(0, n, batch_size):
+            start = time.perf_counter()
+            images, nfe_made = draw(min(batch_size, n - i), seed + 1 + i)
+            if images.is_cuda:
+                torch.cuda.synchronize(images.device)
+            seconds += time.perf_counter() - start
+            parts.append(images.detach().cpu().long())
+        return torch.cat(parts), seconds / n, nfe_made
 
     like = to_state(torch.zeros((1, *shape), dtype=dtype, device=device))
     T = float(as_noising(noising).T)
@@ -173,7 +189,7 @@ def _draw(denoiser, noising, shape, n, *, solver, nfe, prediction, to_state, fro
     x = torch.cat(parts)
     if pad:
         x = x[..., pad:-pad, pad:-pad]
-    return torch.round((x + 1) * (levels - 1) / 2).clamp(0, levels - 1).long(), seconds / n, nfe_made
+    return quantize(x, levels), seconds / n, nfe_made
 
 
 def _frechet(dataset, samples, levels, config, cache, log):

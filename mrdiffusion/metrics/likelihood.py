@@ -215,6 +215,10 @@ class _Flow:
         x_in = x if self.frozen == "hold" else torch.where(act, x, torch.zeros_like(x))
         D = self.denoiser(x_in, t)
         self.nfe += 1
+        if x.requires_grad and not D.requires_grad:
+            raise ValueError("denoiser: its output does not depend on its input under autograd (it runs under "
+                             "torch.no_grad() or detaches), so the divergence of the flow would be silently wrong; "
+                             "the likelihood needs dD/dx")
         var = torch.where(act, s * s, torch.ones_like(s * s))  # no 0/0 on stopped point-mass bands
         v = f * x + 0.5 * g2 * (x - a * D) / var
         return torch.where(act, v, torch.zeros_like(v))
@@ -349,11 +353,14 @@ def pf_ode_nll(denoiser: Callable, noising, x: torch.Tensor, *, trace: str = "ex
 
 def dequantize(images: torch.Tensor, levels: int, *, lo: float = -1.0, hi: float = 1.0,
                generator: Optional[torch.Generator] = None, dtype=torch.float64):
-    """Uniformly dequantised values ``x = lo + Δ (k + u − ½)``, ``Δ = (hi − lo)/(L − 1)``, and ``log Δ``.
+    """Uniformly dequantised values and ``log Δ``: :func:`mrdiffusion.data.dequantize`'s map, the one models
+    are trained on, ``x = lo + Δ (k + u)``, ``Δ = (hi − lo)/L``, ``u ~ U[0, 1)``.
 
-    ``images``: integer levels ``0 … levels − 1``. Level ``k``'s cell is
-    ``[lo + Δ(k − ½), lo + Δ(k + ½))``, centred on ``lo + Δk``.
+    ``images``: integer levels ``0 … levels − 1``. Level ``k``'s cell is ``[lo + Δk, lo + Δ(k + 1))``; the
+    cells tile ``[lo, hi)``.
     """
+    from ..data import dequantize as _dequantize
+
     if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
         raise ValueError(f"levels: expected an int >= 2, got {levels!r}")
     if not isinstance(images, torch.Tensor) or images.is_floating_point() and not bool(
@@ -364,9 +371,8 @@ def dequantize(images: torch.Tensor, levels: int, *, lo: float = -1.0, hi: float
                          f"0..{levels - 1}")
     if not hi > lo:
         raise ValueError(f"lo, hi: expected lo < hi, got {lo}, {hi}")
-    delta = (hi - lo) / (levels - 1)
-    u = torch.rand(images.shape, generator=generator, dtype=dtype).to(images.device)
-    return lo + delta * (images.to(dtype) + u - 0.5), math.log(delta)
+    x = _dequantize(images.cpu(), levels, generator=generator, data_range=(lo, hi), dtype=dtype)
+    return x.to(images.device), math.log((hi - lo) / levels)
 
 
 def dequantized_nll(denoiser: Callable, noising, images: torch.Tensor, levels: int, *,
