@@ -41,6 +41,8 @@ from mrdiffusion.hvae.data import Dataset, digits
 from mrdiffusion.hvae.topdown import l2_norm
 from mrdiffusion.hvae.train import TrainConfig, train
 
+from benchmarks.hvae_instability_report import concentration, write_outputs
+
 VARIANTS = {
     "a-vdvae": dict(start="bias_xs"),
     "b-gaussian": dict(start="gaussian"),
@@ -141,49 +143,6 @@ def _schedule(config):
     return [(s.t, s.t + s.h, i == 0 or s.res != steps[i - 1].res) for i, s in enumerate(steps)]
 
 
-def concentration(rec):
-    """How much of the per-step gradient sits in the first step after each activation.
-
-    Returns ``ratio_median`` (median over updates of mean ‖∂L/∂x‖ on post-activation steps over
-    that on the other steps), ``spike_share`` (among the updates whose total gradient norm is at
-    or above the run's p95, the fraction whose largest per-step state gradient is on a
-    post-activation step) and ``base_share`` (the fraction of steps that are post-activation:
-    what ``spike_share`` would be if spikes ignored the activations).
-    """
-    sg = np.array(rec["state_grad"], dtype=float)
-    act = np.array(rec["activation"], dtype=bool)
-    if sg.size == 0 or act.all() or not act.any():
-        return {"ratio_median": float("nan"), "spike_share": float("nan"), "base_share": float("nan"), **onset(rec)}
-    ok = np.isfinite(sg).all(1)
-    sg = sg[ok]
-    ratio = sg[:, act].mean(1) / np.maximum(sg[:, ~act].mean(1), 1e-30)
-    g = np.array(rec["grad_norm"], dtype=float)[: len(ok)][ok]
-    top = g >= np.percentile(g, 95) if g.size else np.zeros(0, bool)
-    spike_share = float(act[sg[top].argmax(1)].mean()) if top.any() else float("nan")
-    return {"ratio_median": float(np.median(ratio)), "spike_share": spike_share,
-            "base_share": float(act.mean()), **onset(rec)}
-
-
-def onset(rec):
-    """Where the first instability starts: the first update whose gradient norm exceeds the skip
-    threshold or is not finite (``onset_update``), and in it the top-down step whose KL jumped most
-    against its median over the 10 updates before (``onset_step``, ``onset_post_activation``)."""
-    g = np.array(rec["grad_norm"], dtype=float)
-    thr = rec["train"]["skip_threshold"]
-    bad = ~np.isfinite(g) | ((g > thr) if thr > 0 else np.zeros_like(g, dtype=bool))
-    if not bad.any():
-        return {"onset_update": None, "onset_step": None, "onset_post_activation": None}
-    u = int(np.argmax(bad))
-    kl = np.array(rec["kl"], dtype=float)
-    before = kl[max(0, u - 10):u]
-    before = before[np.isfinite(before).all(1)] if before.size else before
-    if u >= len(kl) or not before.size or not np.isfinite(kl[u]).any():
-        return {"onset_update": u, "onset_step": None, "onset_post_activation": None}
-    jump = np.where(np.isfinite(kl[u]), kl[u], np.inf) / np.maximum(np.median(before, 0), 1e-12)
-    i = int(np.argmax(jump))
-    return {"onset_update": u, "onset_step": i, "onset_post_activation": bool(rec["activation"][i])}
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny smoke run (CI): 2 variants' worth of seconds")
@@ -234,9 +193,7 @@ def main(argv=None):
                       f"{rec['grad_norm_max']:.3g}, nonfinite {rec['nonfinite_losses']}, "
                       f"post-activation ratio {c['ratio_median']:.2f}", flush=True)
                 records.append(rec)
-    from benchmarks.hvae_instability_report import write_outputs
-
-    write_outputs(records, args.out, prefix)
+    write_outputs(records, args.out, prefix, VARIANTS)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Tables and plots of ``benchmarks.hvae_instability``: markdown, JSON and PNGs in one folder."""
+"""The analysis, tables and plots of ``benchmarks.hvae_instability``: where the gradient concentrates, when an
+instability starts; markdown, JSON and PNGs in one folder."""
 
 from __future__ import annotations
 
@@ -7,11 +8,52 @@ import os
 
 import numpy as np
 
-from benchmarks.hvae_instability import VARIANTS, concentration
-
 
 def _f(v, fmt=".3g"):
     return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, fmt)
+
+
+def concentration(rec):
+    """How much of the per-step gradient sits in the first step after each activation.
+
+    Returns ``ratio_median`` (median over updates of mean ‖∂L/∂x‖ on post-activation steps over
+    that on the other steps), ``spike_share`` (among the updates whose total gradient norm is at
+    or above the run's p95, the fraction whose largest per-step state gradient is on a
+    post-activation step) and ``base_share`` (the fraction of steps that are post-activation:
+    what ``spike_share`` would be if spikes ignored the activations).
+    """
+    sg = np.array(rec["state_grad"], dtype=float)
+    act = np.array(rec["activation"], dtype=bool)
+    if sg.size == 0 or act.all() or not act.any():
+        return {"ratio_median": float("nan"), "spike_share": float("nan"), "base_share": float("nan"), **onset(rec)}
+    ok = np.isfinite(sg).all(1)
+    sg = sg[ok]
+    ratio = sg[:, act].mean(1) / np.maximum(sg[:, ~act].mean(1), 1e-30)
+    g = np.array(rec["grad_norm"], dtype=float)[: len(ok)][ok]
+    top = g >= np.percentile(g, 95) if g.size else np.zeros(0, bool)
+    spike_share = float(act[sg[top].argmax(1)].mean()) if top.any() else float("nan")
+    return {"ratio_median": float(np.median(ratio)), "spike_share": spike_share,
+            "base_share": float(act.mean()), **onset(rec)}
+
+
+def onset(rec):
+    """Where the first instability starts: the first update whose gradient norm exceeds the skip
+    threshold or is not finite (``onset_update``), and in it the top-down step whose KL jumped most
+    against its median over the 10 updates before (``onset_step``, ``onset_post_activation``)."""
+    g = np.array(rec["grad_norm"], dtype=float)
+    thr = rec["train"]["skip_threshold"]
+    bad = ~np.isfinite(g) | ((g > thr) if thr > 0 else np.zeros_like(g, dtype=bool))
+    if not bad.any():
+        return {"onset_update": None, "onset_step": None, "onset_post_activation": None}
+    u = int(np.argmax(bad))
+    kl = np.array(rec["kl"], dtype=float)
+    before = kl[max(0, u - 10):u]
+    before = before[np.isfinite(before).all(1)] if before.size else before
+    if u >= len(kl) or not before.size or not np.isfinite(kl[u]).any():
+        return {"onset_update": u, "onset_step": None, "onset_post_activation": None}
+    jump = np.where(np.isfinite(kl[u]), kl[u], np.inf) / np.maximum(np.median(before, 0), 1e-12)
+    i = int(np.argmax(jump))
+    return {"onset_update": u, "onset_step": i, "onset_post_activation": bool(rec["activation"][i])}
 
 
 def _onset(c):
@@ -150,10 +192,10 @@ def plot_training(records, path):
     plt.close(fig)
 
 
-def write_outputs(records, out, prefix):
+def write_outputs(records, out, prefix, variants):
     md = table(records)
     with open(os.path.join(out, f"{prefix}.md"), "w") as f:
-        f.write(f"# HVAE instability experiment ({', '.join(VARIANTS)})\n\n{md}")
+        f.write(f"# HVAE instability experiment ({', '.join(variants)})\n\n{md}")
     slim = [{k: v for k, v in r.items() if k not in ("state_grad", "block_grad", "kl", "xnorm", "grad_norm")}
             | {"concentration": concentration(r),
                "kl_per_step_median": np.nanmedian(np.array(r["kl"], dtype=float), 0).tolist() if r["kl"] else [],

@@ -29,7 +29,7 @@ class LevelSDE(solvers.SDE):
     """
 
     def __init__(self, k, noise, channels, ndim):
-        self.k, self.noise, self.C, self.nd = k, noise, channels, ndim
+        self.k, self.noise_type, self.C, self.nd = k, noise, channels, ndim
         self.a = 1.0 + k
 
     def drift(self, t, z):
@@ -42,14 +42,14 @@ class LevelSDE(solvers.SDE):
         return torch.linspace(0.4, 0.8, self.C, dtype=z.dtype).view(1, self.C, *[1] * self.nd) * (1 + t + self.k)
 
     def diffusion(self, t, z):
-        if self.noise == "scalar":
+        if self.noise_type == "scalar":
             return 0.5 * (1 + z * z).sqrt()
-        if self.noise == "diagonal" and self.k == 0:
+        if self.noise_type == "diagonal" and self.k == 0:
             return 0.8 * (1 + t) * z
         return self._sigma(t, z)
 
     def diffusion_derivative(self, t, z):
-        if self.noise == "diagonal" and self.k == 0:
+        if self.noise_type == "diagonal" and self.k == 0:
             return torch.full_like(z, 0.8 * (1 + t))
         return torch.zeros(1, self.C, *[1] * self.nd, dtype=z.dtype)
 

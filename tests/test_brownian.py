@@ -301,7 +301,7 @@ def test_recorded_noise_replays_as_a_tabulated_path():
 
     rec = RecordedNoise(GridNoise((5, 2), generator=torch.Generator().manual_seed(4), dtype=torch.float64,
                                   levy_area=True))
-    sde = solvers.sde_from_functions(lambda t, x: -x, lambda t, x: 0.5 + 0 * x, noise="additive")
+    sde = solvers.sde_from_functions(lambda t, x: -x, lambda t, x: 0.5 + 0 * x, noise_type="additive")
     x0 = torch.ones(5, 2, dtype=torch.float64)
     first = solvers.sdeint(sde, x0, [0.0, 1.0], solvers.SRA1(), dt=1 / 16, brownian=rec)
     table = rec.path()
@@ -419,7 +419,7 @@ def test_hint_increments_law_at_h_1e_3():
 
 
 def test_hint_in_sdeint_snaps_the_driver_grid():
-    sde = solvers.sde_from_functions(lambda t, x: -x, lambda t, x: 0.5 * x, noise="diagonal")
+    sde = solvers.sde_from_functions(lambda t, x: -x, lambda t, x: 0.5 * x, noise_type="diagonal")
     x0 = torch.ones(3, 2, dtype=torch.float64)
     em = solvers.EulerMaruyama()
     hinted = BrownianPath((3, 2), 0.0, 1.0, seed=1, dt=1e-3, dtype=torch.float64)
