@@ -31,7 +31,7 @@ def add_arguments(p):
     p.add_argument("--out", default=None, help="output folder (default: results/bench-<timestamp>)")
     p.add_argument("--config", default=None, metavar="FILE",
                    help="TOML file choosing problems, solvers, steps, paths, seeds (see --print-config)")
-    p.add_argument("--seed", type=A.nonnegative_int, default=None, help="base seed (overrides the config)")
+    p.add_argument("--seed", type=A.seed, default=None, help="base seed (overrides the config)")
     p.add_argument("--device", type=A.device, default=None,
                    help="torch device, cpu, cuda or cuda:N (overrides the config)")
     p.add_argument("--print-config", action="store_true",
@@ -68,16 +68,26 @@ def _stored(out):
 
 def _check_cells(out):
     """Every finished cell under ``out/cells`` must parse; name the first damaged one and how to recover."""
+    from .cells import CELL_SCHEMA, REFERENCE_SCHEMA, check_record
+
     for path in sorted(glob.glob(os.path.join(out, "cells", "*.json"))):
-        _read_json(path, "a finished cell", "delete that file and run --resume again: the cell is recomputed")
+        recover = "delete that file and run --resume again: the cell is recomputed"
+        doc = _read_json(path, "a finished cell", recover)
+        wrong = check_record(doc, CELL_SCHEMA)
+        if wrong:
+            raise ConfigError(f"--resume: {path} is not a finished cell ({wrong}); {recover}")
     for path in sorted(glob.glob(os.path.join(out, "cache", "reference-*.pt"))):
         import torch
 
+        recover = "delete that file and run --resume again: the reference is recomputed"
         try:
-            torch.load(path, weights_only=True)
+            doc = torch.load(path, weights_only=True)
         except Exception as err:
-            raise ConfigError(f"--resume: {path} (a cached reference) is unreadable ({type(err).__name__}); delete "
-                              f"that file and run --resume again: the reference is recomputed") from None
+            raise ConfigError(f"--resume: {path} (a cached reference) is unreadable ({type(err).__name__}); "
+                              f"{recover}") from None
+        wrong = check_record(doc, REFERENCE_SCHEMA)
+        if wrong:
+            raise ConfigError(f"--resume: {path} is not a cached reference ({wrong}); {recover}")
 
 
 def _explain_mismatch(args, out, stored_doc):
