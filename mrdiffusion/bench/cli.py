@@ -44,6 +44,9 @@ def add_arguments(p):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--hvae", default=None, metavar="CHECKPOINT", help="bench a trained HVAE instead: every "
                    "scheme its top-down SDE supports at 0.5/1/2/4x the trained steps (mrdiffusion.bench.hvae)")
+    p.add_argument("--data", default=None, metavar="PATH", help="with --hvae: the .npz file or image folder the "
+                   "checkpoint was trained on (its test split is measured); a checkpoint trained on 'digits' or "
+                   "'synthetic' needs none. Paths stored in a checkpoint are never read")
 
 
 def _read_json(path, what, recover):
@@ -133,10 +136,25 @@ def main_run(args) -> int:
     from .report import main_table
     from .study import latest_run, run
 
-    if getattr(args, "hvae", None):
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    if getattr(args, "hvae", None) is not None:
+        ignored = [flag for flag, on in (("--config", args.config is not None), ("--resume", args.resume),
+                                         ("--print-config", args.print_config), ("--list", args.list)) if on]
+        if ignored or not args.hvae.strip():
+            msg = (f"--hvae: expected a checkpoint path, got {args.hvae!r}" if not ignored else
+                   f"{ignored[0]} does not apply to --hvae (a trained model has no bench configuration and a "
+                   f"--hvae study is not resumable); drop {ignored[0]}")
+            if rank0:
+                print(f"mrdiffusion bench: error: {msg}", file=sys.stderr)
+            return 2
         from .hvae import main_hvae
 
         return main_hvae(args)
+    if getattr(args, "data", None) is not None:
+        if rank0:
+            print("mrdiffusion bench: error: --data: only with --hvae CHECKPOINT (the test images of a trained "
+                  "model); the closed-form bench has no data", file=sys.stderr)
+        return 2
     rank0 = int(os.environ.get("RANK", "0")) == 0
     if args.list:
         from .describe import catalogue
