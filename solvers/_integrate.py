@@ -353,4 +353,9 @@ def sdeint(sde, x0: torch.Tensor, ts, solver: Scheme, *, dt: Optional[float] = N
                     dt_min=dt_min, max_steps=max_steps, tstops=tstops, seed=seed, generator=generator,
                     progress=progress, on_divergence=on_divergence, max_abs=max_abs, check_every=check_every,
                     checkpoint=checkpoint, callback=callback, _fixed_shape=True)
+    if not return_info and sol.info.diverged is not None and bool(sol.info.diverged.any()):
+        n = int(sol.info.diverged.sum())  # frozen samples look finished: say so when the info is not asked for
+        warnings.warn(f"solvers.sdeint: {n} of {sol.info.diverged.numel()} samples became non-finite or exceeded "
+                      f"max_abs and were frozen at their last finite state; pass return_info=True and read "
+                      f"info.diverged", RuntimeWarning, stacklevel=2)
     return (sol.ys, sol.info) if return_info else sol.ys
