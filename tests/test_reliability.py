@@ -170,6 +170,22 @@ def test_sample_of_nonfinite_output_exits_3(world, tmp_path, capsys, argv, how):
         assert f["nonfinite"].all()
 
 
+def test_sample_says_how_many_when_some_are_nonfinite(world, tmp_path, capsys, monkeypatch):
+    from mrdiffusion.hvae.model import HVAE
+
+    real = HVAE.sample
+
+    def some_bad(self, n, **kw):  # the first and third samples came out non-finite
+        images, info = real(self, n, **kw)
+        info["nonfinite"][[0, 2]] = True
+        return images, info
+
+    monkeypatch.setattr(HVAE, "sample", some_bad)
+    assert cli.main(["sample", str(world / "run"), "--n", "5", "--out", str(tmp_path / "s")]) == 0
+    captured = capsys.readouterr()
+    assert "2 of 5 samples are non-finite" in captured.err and "non-finite fraction 0.400" in captured.out
+
+
 def test_unknown_flag_at_the_top_points_to_the_top_help(capsys):
     with pytest.raises(SystemExit) as stop:
         cli.main(["--bogus"])

@@ -191,13 +191,15 @@ def add_sample_arguments(p):
     from .model import SUPPORTED_SOLVERS
 
     p.add_argument("checkpoint", help="checkpoint.pt of a training run, or its run directory")
-    p.add_argument("--n", type=A.positive_int, default=64, help="number of samples")
+    p.add_argument("--n", type=A.positive_int, default=64,
+                   help="number of samples (refused, with the estimate, if they cannot fit in memory); exit code 3 "
+                        "if every sample is non-finite")
     p.add_argument("--solver", default=None, choices=SUPPORTED_SOLVERS,
                    help="sample with another scheme (default: the trained one)")
     p.add_argument("--steps", type=A.counts, default=None,
                    help="top-down steps: one total such as 18, spread over the resolutions in proportion to "
                         "training, or one count per resolution, coarsest first, such as 2,4,6,6 "
-                        "(default: as trained)")
+                        "(default: as trained); at most 10,000 in all")
     p.add_argument("--temperature", type=A.nonnegative_float, default=1.0, help="scale of the prior noise")
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     p.add_argument("--seed", type=A.seed, default=0, help="seed of the prior noise")
