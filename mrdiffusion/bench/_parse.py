@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-__all__ = ["ConfigError", "check_name", "check_label", "number", "integer", "boolean", "fmt_allowed", "fraction", "fmt_dt"]
+__all__ = ["ConfigError", "check_name", "check_label", "number", "integer", "boolean", "fmt_allowed", "fraction",
+           "fmt_dt"]
 
 
 class ConfigError(ValueError):

@@ -50,7 +50,8 @@ from fractions import Fraction
 
 import solvers
 
-from ._parse import ConfigError, boolean as _bool, check_label, check_name, fmt_allowed as _fmt_allowed, fmt_dt as _fmt_dt
+from ._parse import ConfigError, boolean as _bool, check_label, check_name
+from ._parse import fmt_allowed as _fmt_allowed, fmt_dt as _fmt_dt
 from ._parse import fraction as _fraction, integer as _int, number as _number
 from .problems import KINDS
 
