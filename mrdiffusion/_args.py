@@ -13,7 +13,8 @@ import math
 import os
 import tempfile
 
-__all__ = ["positive_int", "nonnegative_int", "positive_float", "nonnegative_float", "finite_float",
+__all__ = ["positive_int", "nonnegative_int", "seed", "bounded_int", "MAX_SEED", "positive_float",
+           "nonnegative_float", "finite_float",
            "device", "counts", "check_out_dir", "OutputError"]
 
 
@@ -37,6 +38,31 @@ def positive_int(text):
 
 def nonnegative_int(text):
     return _int(text, 0, "an integer >= 0")
+
+
+MAX_SEED = 2**32 - 1  # derived seeds (seed + offsets, per step and rank) stay within torch's 64 bits
+
+
+def seed(text):
+    """A seed for ``torch.Generator.manual_seed``: an integer in ``[0, 2^32 - 1]``."""
+    v = _int(text, 0, f"an integer in [0, {MAX_SEED}]")
+    if v > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, {MAX_SEED}] (2^32 - 1), got {text!r}")
+    return v
+
+
+def bounded_int(maximum, what=None):
+    """A positive integer at most ``maximum`` (an argparse type)."""
+    what = what or f"a positive integer up to {maximum}"
+
+    def parse(text):
+        v = _int(text, 1, what)
+        if v > maximum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {v}")
+        return v
+
+    parse.__name__ = "bounded_int"
+    return parse
 
 
 def _float(text, ok, what):
@@ -93,6 +119,9 @@ def check_out_dir(path, name="--out"):
     Checks only; creates nothing. Refuses an existing file, a path under a
     file, and a folder whose nearest existing ancestor is not writable.
     """
+    if not os.fspath(path).strip():
+        raise OutputError(f"{name}: expected a folder path, got an empty string (use {name} . for the "
+                          f"current folder)")
     path = os.path.abspath(os.fspath(path))
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputError(f"{name}: {path} is a file; expected a folder (an existing one or one to create)")

@@ -29,9 +29,33 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
-def _atomic(path, write, binary):
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+def _target(path, root=None):
+    """The absolute path ``path`` names, refused (``ValueError``) if it leaves its own folder or ``root``.
+
+    The temporary file and the rename use this one path: a name such as
+    ``cells/x/../../../escape.json`` is not renamed to a place other than the
+    folder the temporary file was made in.
+    """
+    raw = os.fspath(path)
+    if not raw or os.path.basename(raw) in ("", ".", ".."):
+        raise ValueError(f"output file: expected a file name, got {raw!r}")
+    parts = raw.replace(os.sep, "/").split("/")
+    while parts and parts[0] in ("..", "."):
+        parts.pop(0)  # a path that starts above the working folder is the caller's choice
+    if ".." in parts:
+        raise ValueError(f"output file: {raw!r} leaves its folder (a '..' inside the path); expected a file name "
+                         f"inside an output folder")
+    target = os.path.abspath(raw)
+    if root is not None:
+        base = os.path.realpath(os.fspath(root))
+        if os.path.commonpath([base, os.path.realpath(target)]) != base:
+            raise ValueError(f"output file: {raw!r} is outside the output folder {os.fspath(root)!r}")
+    return target
+
+
+def _atomic(path, write, binary, root=None):
+    path = _target(path, root)
+    folder = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb" if binary else "w") as fh:
@@ -46,16 +70,20 @@ def _atomic(path, write, binary):
         raise
 
 
-def atomic_write(path, data):
-    """Write ``data`` (``str`` or ``bytes``) to ``path`` atomically (see the module docstring)."""
-    _atomic(path, lambda fh: fh.write(data), isinstance(data, (bytes, bytearray)))
+def atomic_write(path, data, *, root=None):
+    """Write ``data`` (``str`` or ``bytes``) to ``path`` atomically (see the module docstring).
+
+    ``ValueError`` before anything is written if ``path`` has a ``..`` after a
+    named folder (it would leave its folder), or lies outside ``root`` when given.
+    """
+    _atomic(path, lambda fh: fh.write(data), isinstance(data, (bytes, bytearray)), root)
 
 
-def atomic_save(obj, path):
+def atomic_save(obj, path, *, root=None):
     """``torch.save(obj)`` to ``path`` atomically: a checkpoint is never torn by a kill."""
     import torch
 
-    _atomic(path, lambda fh: torch.save(obj, fh), True)
+    _atomic(path, lambda fh: torch.save(obj, fh), True, root)
 
 
 def remove_stale_temporaries(folder, depth=1):

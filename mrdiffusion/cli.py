@@ -4,8 +4,19 @@ Subcommands register themselves in :data:`COMMANDS` as ``name -> (help, add_argu
 ``run(args)`` returns the process exit code.
 
 Exit codes: 0 done; 2 a bad argument, input file or output path (one line on
-stderr naming it and the expected form, nothing written); 130 interrupted
-(Ctrl-C), with a line saying what was kept and how to resume.
+stderr naming it and the expected form, nothing written): this includes a
+checkpoint or bench cell file that does not match its schema, a name from a
+configuration or checkpoint that is not a safe file name, and a run whose
+memory estimate exceeds the memory available; 3 ran, output non-finite
+(``sample``: every sample is NaN or infinite; the files are written and the
+line says so; when only some are, exit 0 and the count is printed); 130
+interrupted (Ctrl-C), with a line saying what was kept and how to resume.
+
+Bounds: ``sample --steps`` at most 10,000 top-down steps in all; ``--seed`` an
+integer in ``[0, 2^32 - 1]``; ``--out ""`` is refused (use ``--out .``).
+``bench --hvae`` refuses ``--config`` and ``--resume`` (it has no configuration
+and nothing to resume) and reads test images only from a built-in data set or
+its own ``--data`` option, never from a path stored in the checkpoint.
 """
 
 from __future__ import annotations
@@ -77,14 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mrdiffusion {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.subcommands = {}
     for name, (help_, add_arguments, _) in COMMANDS.items():
-        add_arguments(sub.add_parser(name, help=help_, description=help_, formatter_class=HelpFormatter))
+        parser.subcommands[name] = sub.add_parser(name, help=help_, description=help_, formatter_class=HelpFormatter)
+        add_arguments(parser.subcommands[name])
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # point to the subcommand's own --help, where its options are listed
+        parser.subcommands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return 0

@@ -31,6 +31,7 @@ layout, band index, masks, scalings and both views live in
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
@@ -147,8 +148,11 @@ class MultiResolutionSDE:
         noise_type = renamed("noise", noise, "noise_type", noise_type)
         if ndim not in (1, 2, 3):
             raise ValueError(f"ndim: expected 1, 2 or 3 spatial dimensions, got {ndim!r}")
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels: expected a positive int, got {channels!r}")
         self.ndim, self.channels = int(ndim), int(channels)
         shapes, js = self._shapes(levels, base_shape)
+        self._check_memory(shapes[-1], 0)  # the band index alone holds one long per finest-grid number
         times = [float(t) for t in times]
         if len(times) != len(shapes):
             raise ValueError(f"times: expected {len(shapes)} activation times (one per level), got {len(times)}")
@@ -200,6 +204,21 @@ class MultiResolutionSDE:
                                  f"power of two)")
             js.append(js[-1] + int(r).bit_length() - 1)
         return shapes, js
+
+    def _check_memory(self, finest, batch, itemsize=8, saves=0, device=None):
+        """``ValueError`` with the estimate if a level stack (``batch`` 0: its index alone) cannot fit.
+
+        Per finest-grid number: the band index (three longs while it is built), and for sampling about
+        16 working copies of the state per sample (as ``bench`` counts them) plus the saved states.
+        """
+        from .bench.memory import _WORKING_COPIES, check_bytes
+
+        n = math.prod(finest)
+        need = 3 * 8 * n + batch * self.channels * n * itemsize * (_WORKING_COPIES + saves)
+        what = (f"a multi-resolution process whose finest grid is {'×'.join(map(str, finest))}"
+                + (f", {batch} samples of {self.channels} channels" if batch else ""))
+        check_bytes(need, what, "lower the finest level" + (" or the batch" if batch else ""),
+                    device=device or "cpu")
 
     def _check_z0(self, z0):
         shape0 = (self.channels, *self.levels[0].shape)
@@ -327,6 +346,9 @@ class MultiResolutionSDE:
         ts = self.times + [self.T] if ts is None else [float(t) for t in ts]
         if not ts or any(b <= a for a, b in zip(ts, ts[1:])) or ts[0] < 0 or ts[-1] > self.T or ts[-1] <= 0:
             raise ValueError(f"ts: expected increasing times in [0, T={self.T}] ending after 0, got {ts}")
+        if isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1:
+            self._check_memory(self.finest_shape, batch, torch.empty((), dtype=dtype).element_size(), len(ts),
+                               device)
         x0 = self.initial_state(batch, view, dtype=dtype, device=device)
         end = ts[-1]
         ends = {}  # k -> the state at t_k before the embedding (the end of level k - 1)

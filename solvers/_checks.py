@@ -8,7 +8,30 @@ import torch
 
 from ._brownian import as_brownian
 
-__all__ = ["as_times", "broadcasts_to", "probe", "grid", "check_source"]
+__all__ = ["as_times", "broadcasts_to", "probe", "grid", "check_source", "check_state", "check_step_count"]
+
+
+def check_state(x0, name="x0"):
+    """``ValueError`` unless ``x0`` is a real floating-point tensor (the schemes add noise and scale by steps)."""
+    if not isinstance(x0, torch.Tensor):
+        raise ValueError(f"{name}: expected a tensor (batch, *event) or a 0-d tensor, got {type(x0).__name__}")
+    if x0.is_complex() or not x0.is_floating_point():
+        raise ValueError(f"{name}: expected a real floating-point tensor (float32 or float64), got dtype "
+                         f"{str(x0.dtype).replace('torch.', '')}; convert it first, e.g. {name}.double()")
+
+
+def check_step_count(ts, dt, max_steps, adaptive):
+    """``ValueError`` if a fixed step ``dt`` would take more than ``max_steps`` steps over ``ts``.
+
+    Checked before the grid is built: ``dt=1e-300`` over ``[0, 1]`` would otherwise never finish.
+    """
+    if dt is None or adaptive:
+        return
+    span = abs(ts[-1] - ts[0])
+    n = span / dt
+    if n > max_steps:
+        raise ValueError(f"dt: {dt!r} takes about {n:.3g} steps over [{ts[0]}, {ts[-1]}]; expected at most "
+                         f"max_steps={max_steps} (a dt of at least {span / max_steps:.3g}, or raise max_steps)")
 
 
 def as_times(ts, name="ts"):

@@ -9,6 +9,7 @@ is the only loop over time steps in the project.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Literal, Optional, Sequence, Tuple, Union, overload
 
@@ -16,7 +17,7 @@ import torch
 
 from ._base import Context, Scheme
 from ._brownian import BrownianPath, GridNoise
-from ._checks import as_times, check_source, grid, probe
+from ._checks import as_times, check_source, check_state, check_step_count, grid, probe
 from ._convert import as_terms
 from ._guard import DivergenceError, Guard, shape_checked
 from ._reverse import ReversedBrownian, reversed_terms
@@ -145,13 +146,13 @@ def integrate(schedule, x0: torch.Tensor, ts, solver: Scheme, *, dt: Optional[fl
     """
     # --- validate everything before any work
     _check_solver(solver)
-    if not isinstance(x0, torch.Tensor):
-        raise ValueError(f"x0: expected a tensor (batch, *event) or a 0-d tensor, got {type(x0).__name__}")
+    check_state(x0)
     ts_in = ts
     ts, sign = as_times(ts)
     time_grad = isinstance(ts_in, torch.Tensor) and ts_in.requires_grad
     if dt is not None and not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
         raise ValueError(f"dt: expected a positive finite step or None, got {dt!r}")
+    check_step_count(ts, dt, max_steps, adaptive)
     if on_divergence not in ("freeze", "raise"):
         raise ValueError(f"on_divergence: expected 'freeze' or 'raise', got {on_divergence!r}")
     if check_every is not None and (not isinstance(check_every, int) or check_every < 0):
@@ -326,12 +327,14 @@ def sdeint(sde, x0: torch.Tensor, ts, solver: Scheme, *, dt: Optional[float] = N
             must be that of the increments.
         adaptive: step-size control by step doubling on the same Brownian
             path, with a PI controller (``rtol``, ``atol``, ``dt_min``,
-            ``max_steps``).
+            ``max_steps``). A fixed ``dt`` is refused before any work if it
+            would take more than ``max_steps`` steps over ``ts``.
         tstops: extra times that must lie on the step grid.
         seed, generator: randomness of grid noise (a ``torch.Generator`` or a
             seed for a new one; default: global RNG).
         progress: show a tqdm progress bar.
-        return_info: also return a :class:`SolveInfo`.
+        return_info: also return a :class:`SolveInfo`. Without it, a solve
+            that froze diverged samples warns once (``RuntimeWarning``).
         on_divergence: ``"freeze"`` (flag the sample in ``info.diverged``,
             freeze it, continue with the rest) or ``"raise"``
             (:class:`DivergenceError`).
@@ -353,4 +356,9 @@ def sdeint(sde, x0: torch.Tensor, ts, solver: Scheme, *, dt: Optional[float] = N
                     dt_min=dt_min, max_steps=max_steps, tstops=tstops, seed=seed, generator=generator,
                     progress=progress, on_divergence=on_divergence, max_abs=max_abs, check_every=check_every,
                     checkpoint=checkpoint, callback=callback, _fixed_shape=True)
+    if not return_info and sol.info.diverged is not None and bool(sol.info.diverged.any()):
+        n = int(sol.info.diverged.sum())  # frozen samples look finished: say so when the info is not asked for
+        warnings.warn(f"solvers.sdeint: {n} of {sol.info.diverged.numel()} samples became non-finite or exceeded "
+                      f"max_abs and were frozen at their last finite state; pass return_info=True and read "
+                      f"info.diverged", RuntimeWarning, stacklevel=2)
     return (sol.ys, sol.info) if return_info else sol.ys

@@ -5,11 +5,35 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-__all__ = ["ConfigError", "number", "integer", "boolean", "fmt_allowed", "fraction", "fmt_dt"]
+__all__ = ["ConfigError", "check_name", "check_label", "number", "integer", "boolean", "fmt_allowed", "fraction",
+           "fmt_dt"]
 
 
 class ConfigError(ValueError):
     """A bad configuration value; the message is one line naming the key and the allowed values."""
+
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+_LABEL_CHARS = _NAME_CHARS | frozenset("().,=+' ")
+
+
+def check_name(key, name):
+    """A problem name, used in file names (cells, cached references): letters, digits, ``_`` and ``-``.
+
+    ``ConfigError`` otherwise: a name such as ``x/../../escape`` would become a path outside ``--out``.
+    """
+    if not isinstance(name, str) or not 1 <= len(name) <= 64 or not set(name) <= _NAME_CHARS:
+        raise ConfigError(f"{key}: {name!r} cannot name a problem; expected 1 to 64 letters, digits, '_' or '-' "
+                          f"(it becomes part of file names)")
+    return name
+
+
+def check_label(key, label):
+    """A scheme's label, used in cell file names: no path separators or other unsafe characters."""
+    if not set(label) <= _LABEL_CHARS or label.startswith(".") or len(label) > 128:
+        raise ConfigError(f"{key}: the scheme {label!r} cannot name a file; expected letters, digits and "
+                          f"\"_-().,=+' \" only (scheme arguments that are numbers or plain words)")
+    return label
 
 
 def fmt_allowed(values):

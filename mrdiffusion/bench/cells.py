@@ -15,7 +15,31 @@ from .config import _fmt_dt
 from .measure import BandPath, Tape, cell_seed, strong_distance, strong_run, summarize_weak, weak_run
 from .problems import Problem
 
-__all__ = ["Cell", "grid", "Workspace"]
+__all__ = ["Cell", "grid", "Workspace", "CELL_SCHEMA", "REFERENCE_SCHEMA", "check_record"]
+
+#: What a finished cell's JSON file must hold (the keys the reports read): key -> expected type(s).
+#: A measured number may be null (stored for NaN or infinity).
+_NUM = (int, float, type(None))
+CELL_SCHEMA = {"problem": str, "solver": str, "dt": (int, float), "dt_label": str, "paths": int,
+               "strong_paths": int, "n_steps": int, "weak_error": _NUM, "strong_error": _NUM,
+               "strong_floor": _NUM, "diverged_fraction": _NUM, "instability_ratio": _NUM, "stable": bool,
+               "nfe": _NUM, "wall_s": _NUM, "weak_detail": (dict, list, type(None)),
+               "first_step_amplification": _NUM, "ratio_curve": (dict, list, type(None)),
+               "check_times": (list, type(None)), "strong_error_per_check_time": (list, type(None))}
+#: What a cached strong-error reference (``cache/reference-NAME.pt``) must hold.
+REFERENCE_SCHEMA = {"problem": str, "solver": str, "dt": float, "error_at_2dt": float, "ys": torch.Tensor}
+
+
+def check_record(doc, schema):
+    """The first entry of ``schema`` that ``doc`` lacks or holds with another type, as text; None if it fits."""
+    if not isinstance(doc, dict):
+        return f"expected a JSON object, got {type(doc).__name__}"
+    for key, typ in schema.items():
+        if key not in doc:
+            return f"no {key!r} entry"
+        if not isinstance(doc[key], typ) or (isinstance(doc[key], bool) and typ is not bool):
+            return f"entry {key!r} is {type(doc[key]).__name__}, expected {typ}"
+    return None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def add_arguments(p):
     p.add_argument("--out", default=None, help="output folder (default: results/bench-<timestamp>)")
     p.add_argument("--config", default=None, metavar="FILE",
                    help="TOML file choosing problems, solvers, steps, paths, seeds (see --print-config)")
-    p.add_argument("--seed", type=A.nonnegative_int, default=None, help="base seed (overrides the config)")
+    p.add_argument("--seed", type=A.seed, default=None, help="base seed (overrides the config)")
     p.add_argument("--device", type=A.device, default=None,
                    help="torch device, cpu, cuda or cuda:N (overrides the config)")
     p.add_argument("--print-config", action="store_true",
@@ -44,6 +44,9 @@ def add_arguments(p):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--hvae", default=None, metavar="CHECKPOINT", help="bench a trained HVAE instead: every "
                    "scheme its top-down SDE supports at 0.5/1/2/4x the trained steps (mrdiffusion.bench.hvae)")
+    p.add_argument("--data", default=None, metavar="PATH", help="with --hvae: the .npz file or image folder the "
+                   "checkpoint was trained on (its test split is measured); a checkpoint trained on 'digits' or "
+                   "'synthetic' needs none. Paths stored in a checkpoint are never read")
 
 
 def _read_json(path, what, recover):
@@ -68,16 +71,26 @@ def _stored(out):
 
 def _check_cells(out):
     """Every finished cell under ``out/cells`` must parse; name the first damaged one and how to recover."""
+    from .cells import CELL_SCHEMA, REFERENCE_SCHEMA, check_record
+
     for path in sorted(glob.glob(os.path.join(out, "cells", "*.json"))):
-        _read_json(path, "a finished cell", "delete that file and run --resume again: the cell is recomputed")
+        recover = "delete that file and run --resume again: the cell is recomputed"
+        doc = _read_json(path, "a finished cell", recover)
+        wrong = check_record(doc, CELL_SCHEMA)
+        if wrong:
+            raise ConfigError(f"--resume: {path} is not a finished cell ({wrong}); {recover}")
     for path in sorted(glob.glob(os.path.join(out, "cache", "reference-*.pt"))):
         import torch
 
+        recover = "delete that file and run --resume again: the reference is recomputed"
         try:
-            torch.load(path, weights_only=True)
+            doc = torch.load(path, weights_only=True)
         except Exception as err:
-            raise ConfigError(f"--resume: {path} (a cached reference) is unreadable ({type(err).__name__}); delete "
-                              f"that file and run --resume again: the reference is recomputed") from None
+            raise ConfigError(f"--resume: {path} (a cached reference) is unreadable ({type(err).__name__}); "
+                              f"{recover}") from None
+        wrong = check_record(doc, REFERENCE_SCHEMA)
+        if wrong:
+            raise ConfigError(f"--resume: {path} is not a cached reference ({wrong}); {recover}")
 
 
 def _explain_mismatch(args, out, stored_doc):
@@ -123,10 +136,25 @@ def main_run(args) -> int:
     from .report import main_table
     from .study import latest_run, run
 
-    if args.hvae:
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    if args.hvae is not None:
+        ignored = [flag for flag, on in (("--config", args.config is not None), ("--resume", args.resume),
+                                         ("--print-config", args.print_config), ("--list", args.list)) if on]
+        if ignored or not args.hvae.strip():
+            msg = (f"--hvae: expected a checkpoint path, got {args.hvae!r}" if not ignored else
+                   f"{ignored[0]} does not apply to --hvae (a trained model has no bench configuration and a "
+                   f"--hvae study is not resumable); drop {ignored[0]}")
+            if rank0:
+                print(f"mrdiffusion bench: error: {msg}", file=sys.stderr)
+            return 2
         from .hvae import main_hvae
 
         return main_hvae(args)
+    if getattr(args, "data", None) is not None:
+        if rank0:
+            print("mrdiffusion bench: error: --data: only with --hvae CHECKPOINT (the test images of a trained "
+                  "model); the closed-form bench has no data", file=sys.stderr)
+        return 2
     rank0 = int(os.environ.get("RANK", "0")) == 0
     if args.list:
         from .describe import catalogue

@@ -51,7 +51,8 @@ from fractions import Fraction
 
 import solvers
 
-from ._parse import ConfigError, boolean as _bool, fmt_allowed as _fmt_allowed, fmt_dt as _fmt_dt
+from ._parse import ConfigError, boolean as _bool, check_label, check_name
+from ._parse import fmt_allowed as _fmt_allowed, fmt_dt as _fmt_dt
 from ._parse import fraction as _fraction, integer as _int, number as _number
 from .problems import KINDS
 
@@ -214,10 +215,14 @@ class Config:
     def from_dict(cls, d):
         """Inverse of :meth:`as_dict` (for ``--resume`` from a stored ``config.json``)."""
         d = dict(d)
+        for p in d["problems"]:
+            check_name("problems", p["name"])
         probs = tuple(ProblemSpec(p["name"], p["kind"], tuple(sorted(
             (k, tuple(v) if isinstance(v, list) else v) for k, v in p.items() if k not in ("name", "kind"))))
             for p in d.pop("problems"))
         schemes = tuple(make_scheme("solvers", s) for s in d.pop("solvers"))
+        for sch in schemes:
+            check_label("solvers", scheme_label(sch))
         return cls(problems=probs, solvers=(), schemes=schemes, dt=tuple(d.pop("dt")), **d)
 
 
@@ -341,6 +346,8 @@ def parse_config(data, *, quick=False, source="<dict>") -> Config:
         raise ConfigError(f"problems: expected a non-empty list of names, got {names!r}")
     if len(set(names)) != len(names):
         raise ConfigError(f"problems: duplicate names in {names!r}")
+    for name in list(names) + [n for n in tables if n not in names]:
+        check_name("problems" if name in names else f"problem.{name!r}", name)
     allowed_names = list(BUILTIN_PROBLEMS) + [n for n in tables if n not in BUILTIN_PROBLEMS]
     for name in tables:
         if name not in names:
@@ -372,7 +379,7 @@ def parse_config(data, *, quick=False, source="<dict>") -> Config:
     if not isinstance(chosen, (list, tuple)) or not chosen:
         raise ConfigError(f"solvers: expected a non-empty list of scheme names or tables, got {chosen!r}")
     schemes = tuple(make_scheme("solvers", s) for s in chosen)
-    labels = [scheme_label(s) for s in schemes]
+    labels = [check_label("solvers", scheme_label(s)) for s in schemes]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"solvers: duplicate schemes in {labels!r}")
     kw["solvers"], kw["schemes"] = (), schemes
@@ -432,6 +439,11 @@ def load_config(path=None, *, quick=False, seed=None, device=None) -> Config:
                 data = _toml.load(fh)
         except _toml.TOMLDecodeError as err:
             raise ConfigError(f"--config: {path} is not valid TOML: {err}") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"--config: {path} is not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} "
+                              f"at offset {err.start}); expected a TOML file") from None
+        except OSError as err:
+            raise ConfigError(f"--config: {path} cannot be read ({err.strerror})") from None
         source = os.path.abspath(path)
     if seed is not None:
         data["seed"] = seed

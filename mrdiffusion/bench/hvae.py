@@ -74,18 +74,47 @@ def scaled_steps(dec_blocks, factor):
     return tuple(0 if n == 0 else max(1, int(round(n * factor))) for n in dec_blocks)
 
 
-def run_hvae(checkpoint, out, *, samples=256, test_images=None, seed=0, device="cpu", log=print):
-    """Run the study; write the outputs to ``out``; return ``{"records": [...], "meta": {...}}``."""
+BUILTIN_DATA = ("digits", "synthetic")
+
+
+def load_test_data(ckpt, checkpoint, data=None):
+    """The data set a checkpoint was trained on: a built-in one by name, else only the path ``data`` given.
+
+    A checkpoint is an input file like any other: a path stored in it is never opened (it could name
+    any local file). Data given by path must be the training data (the same fingerprint of the training
+    split); a built-in set is taken by name (a run may have trained on a subset of it).
+    """
+    from ..hvae.data import fingerprint, load_dataset
+
+    name = ckpt["data"]["name"]
+    given = data is not None
+    if not given:
+        if name not in BUILTIN_DATA:
+            raise ValueError(f"--hvae: {checkpoint} was trained on data {name!r}, not a built-in set "
+                             f"({', '.join(BUILTIN_DATA)}); pass --data PATH to the file or folder it was trained "
+                             f"on (paths stored in a checkpoint are not read)")
+        data = name
+    try:
+        loaded = load_dataset(data, levels=ckpt["data"]["levels"])
+    except ValueError as err:
+        raise ValueError(f"--data: {data!r} cannot be loaded ({err})") from None
+    if given and fingerprint(loaded.train) != ckpt["data"]["fingerprint"]:
+        raise ValueError(f"--data: {data!r} is not the data {checkpoint} was trained on (its training split's "
+                         f"fingerprint differs from the checkpoint's {ckpt['data']['fingerprint']})")
+    return loaded
+
+
+def run_hvae(checkpoint, out, *, samples=256, test_images=None, seed=0, device="cpu", log=print, data=None):
+    """Run the study; write the outputs to ``out``; return ``{"records": [...], "meta": {...}}``.
+
+    ``data``: the training data's path when the checkpoint was not trained on a built-in set
+    (:func:`load_test_data`)."""
     from ..hvae.checkpoint import model_from_checkpoint
-    from ..hvae.data import load_dataset
     from ..hvae.train import evaluate
 
     model, ckpt = model_from_checkpoint(checkpoint, device=device)
     data_name = ckpt["data"]["name"]
-    try:
-        data = load_dataset(data_name, levels=ckpt["data"]["levels"])
-    except ValueError as err:
-        raise ValueError(f"--hvae: the checkpoint's data {data_name!r} cannot be loaded again ({err})") from None
+    data = load_test_data(ckpt, checkpoint, data)
     x_test = data.test if test_images is None else data.test[:test_images]
     trained = model.config.solver
     schemes, left_out = supported_schemes(model, with_reasons=True)
@@ -246,15 +275,25 @@ def _plots(out, records, meta):
 
 def main_hvae(args) -> int:
     """The ``--hvae`` branch of ``mrdiffusion bench``; returns the exit status."""
+    from .. import _args as A
+    from ..hvae.checkpoint import load_checkpoint, model_config_of
+
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    out = args.out or os.path.join("results", "bench-hvae-" + time.strftime("%Y%m%d-%H%M%S"))
+    out = args.out if args.out is not None else os.path.join("results",
+                                                             "bench-hvae-" + time.strftime("%Y%m%d-%H%M%S"))
     quick = bool(args.quick)
     try:
+        A.check_out_dir(out)  # before the study, not after it
+        ckpt = load_checkpoint(args.hvae)  # the checkpoint and its data, checked before any work
+        model_config_of(ckpt, args.hvae)
+        load_test_data(ckpt, args.hvae, getattr(args, "data", None))
+        del ckpt
         result = run_hvae(args.hvae, out, samples=64 if quick else 256, test_images=64 if quick else None,
                           seed=args.seed or 0, device=args.device or "cpu",
-                          log=(lambda m: print(m, file=sys.stderr)) if rank0 else None)
+                          log=(lambda m: print(m, file=sys.stderr)) if rank0 else None,
+                          data=getattr(args, "data", None))
     except ValueError as err:
-        print(f"mrdiffusion bench: error: {err}", file=sys.stderr)
+        print(f"mrdiffusion bench: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     if rank0:
         print(report_table(result["records"], result["meta"]))

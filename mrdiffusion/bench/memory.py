@@ -23,7 +23,8 @@ import os
 
 from ._parse import ConfigError
 
-__all__ = ["finest_size", "estimate_bytes", "available_bytes", "check_grid", "check_memory", "fmt_bytes"]
+__all__ = ["finest_size", "estimate_bytes", "available_bytes", "check_grid", "check_memory", "fmt_bytes",
+           "check_bytes", "hvae_parameters", "hvae_bytes"]
 
 _WORKING_COPIES = 16
 
@@ -100,3 +101,55 @@ def check_memory(config, available=None):
                           f"smallest dt), more than the {fmt_bytes(available)} available on {config.device}; lower "
                           f"paths, strong_paths, the finest level or the number of steps")
     return per
+
+
+# --------------------------------------------------------------------------- the same check for other runs
+
+def check_bytes(need, what, hint, device="cpu", available=None, error=ValueError):
+    """``error`` (one line) if ``need`` bytes exceed the memory available on ``device`` now; returns ``need``.
+
+    ``what`` names the run and its size (``"train: the model and a batch"``), ``hint`` what to lower.
+    Used by ``train``, ``sample`` and :meth:`MultiResolutionSDE.sample`, as :func:`check_memory` is by ``bench``.
+    """
+    available = available_bytes(device) if available is None else available
+    if available is not None and need > available:
+        raise error(f"memory: {what} needs about {fmt_bytes(need)}, more than the {fmt_bytes(available)} "
+                    f"available on {device}; {hint}")
+    return need
+
+
+def hvae_parameters(model_config) -> int:
+    """The number of parameters of an HVAE of ``model_config``, counted without allocating them."""
+    import torch
+
+    from ..hvae.model import HVAE
+
+    try:
+        with torch.device("meta"):
+            model = HVAE(model_config)
+    except (NotImplementedError, RuntimeError):  # a part that cannot be built without data: count none
+        return 0
+    return sum(p.numel() for p in model.parameters())
+
+
+def hvae_bytes(model_config, batch, *, steps=None, train=False) -> int:
+    """A lower bound of the peak bytes of an HVAE training step or of sampling ``batch`` images.
+
+    Parameters in float32: ×5 in training (weights, gradients, two AdamW moments, the EMA copy), ×1 in
+    sampling. Per image: the top-down state at every step (kept for the backward pass in training; a few
+    live copies in sampling) with a block's inner and latent channels, the encoder's activations
+    (training), and the final categorical logits (``channels · levels`` per pixel, three copies: logits,
+    log-softmax, gradient or draw).
+    """
+    c = model_config
+    steps = c.dec_blocks if steps is None else steps
+    params = hvae_parameters(c) * 4 * (5 if train else 1)
+    pix = c.image_size ** 2
+    per_step = 2 * c.width + 4 * c.mid_width + 3 * c.zdim
+    logits = 3 * c.channels * c.levels * pix
+    if train:
+        state = sum(m * r * r * per_step for r, m in zip(c.resolutions, steps))
+        state += sum(m * r * r * (2 * c.width + 4 * c.mid_width) for r, m in zip(c.resolutions, c.enc_blocks))
+    else:
+        state = 4 * per_step * pix
+    return params + 4 * batch * (state + logits)

@@ -182,7 +182,7 @@ def _run(config: Config, out, resume, progress, log, dist):
         else:
             mine[spec.name] = ws.compute_reference(spec.name)
             buf = _tensor_bytes(mine[spec.name])
-            atomic_write(path, buf)
+            atomic_write(path, buf, root=out)
     for part in dist.all_gather(mine):
         ws.references.update(part)
 
@@ -206,7 +206,7 @@ def _run(config: Config, out, resume, progress, log, dist):
             bar.set_postfix_str(f"{cell.problem} {cell.solver} dt={cell.dt:g}")
         rec = ws.measure(cell)
         new[cell.key] = rec
-        atomic_write(os.path.join(out, "cells", cell.filename), _json(rec))
+        atomic_write(os.path.join(out, "cells", cell.filename), _json(rec), root=out)
         if dist.rank == 0:  # (other ranks' finished cells are on disk when the folder is shared)
             _write_results(out, config, {**done, **(load_records(out) if dist.world > 1 else {}), **new}, cells)
         if bar is not None:

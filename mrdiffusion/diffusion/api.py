@@ -32,8 +32,10 @@ def checkpoint_kind(path):
     """``"diffusion"`` or ``"hvae"`` from a checkpoint's format string (``ValueError`` for anything else)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"checkpoint: {path!r} could not be read ({type(err).__name__}: {err})") from err
+    except Exception as err:  # not torch's own message: it suggests weights_only=False, which would run code
+        raise ValueError(f"checkpoint: {path!r} could not be read ({type(err).__name__}): not a file written by "
+                         f"mrdiffusion train, truncated, or holding objects other than tensors and plain "
+                         f"containers (such files are not loaded)") from None
     fmt = ckpt.get("format", "") if isinstance(ckpt, dict) else ""
     if fmt.startswith("mrdiffusion.diffusion/"):
         return "diffusion"

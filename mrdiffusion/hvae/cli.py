@@ -74,7 +74,7 @@ def add_train_arguments(p):
     g.add_argument("--budget-clock", default="wall", choices=("wall", "cpu"),
                    help="clock of --budget-seconds: wall time, or the CPU time of the process (reproducible "
                         "on a busy machine)")
-    g.add_argument("--seed", type=A.nonnegative_int, default=0, help="seed of weights, data order and noise")
+    g.add_argument("--seed", type=A.seed, default=0, help="seed of weights, data order and noise")
     p.add_argument("--device", type=A.device, default="cpu", help="torch device: cpu, cuda or cuda:N")
     p.add_argument("--threads", type=A.positive_int, default=None,
                    help="torch CPU threads per process (default: torch's choice)")
@@ -150,6 +150,7 @@ def run_train(args):
             if data.test_labels is not None:
                 data.test_labels = data.test_labels[:args.test_images]
         model_config, train_config = _configs(args, data)
+        _check_train_memory(model_config, args)  # before the run folder exists
         summary = train(model_config, train_config, data, args.out, resume=args.resume, device=args.device,
                         progress=not args.no_progress, save_rank_weights=args.save_rank_weights)
     except ValueError as err:
@@ -164,6 +165,22 @@ def run_train(args):
     if rank0:
         print(json.dumps(summary, indent=2))
     return 0
+
+
+def _check_train_memory(model_config, args):
+    """``ValueError`` with the estimate if a training step cannot fit (the estimator of ``bench``)."""
+    from ..bench.memory import check_bytes, hvae_bytes
+
+    world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    batch = max(1, args.batch_size // world)
+    check_bytes(hvae_bytes(model_config, batch, train=True),
+                f"train: a step of the model (width {model_config.width}, {model_config.levels} grey levels, "
+                f"{model_config.image_size}×{model_config.image_size} images) on a batch of {batch}",
+                "lower --width, --mid-width, --zdim, --levels, --batch-size or the blocks", device=args.device)
+
+
+#: Most top-down steps ``sample --steps`` accepts in all (trained models use tens).
+MAX_SAMPLE_STEPS = 10_000
 
 
 def _one_line(err):
@@ -197,16 +214,18 @@ def add_sample_arguments(p):
     from .model import SUPPORTED_SOLVERS
 
     p.add_argument("checkpoint", help="checkpoint.pt of a training run, or its run directory")
-    p.add_argument("--n", type=A.positive_int, default=64, help="number of samples")
+    p.add_argument("--n", type=A.positive_int, default=64,
+                   help="number of samples (refused, with the estimate, if they cannot fit in memory); exit code 3 "
+                        "if every sample is non-finite")
     p.add_argument("--solver", default=None, choices=SUPPORTED_SOLVERS,
                    help="sample with another scheme (default: the trained one)")
     p.add_argument("--steps", type=A.counts, default=None,
                    help="top-down steps: one total such as 18, spread over the resolutions in proportion to "
                         "training, or one count per resolution, coarsest first, such as 2,4,6,6 "
-                        "(default: as trained)")
+                        "(default: as trained); at most 10,000 in all")
     p.add_argument("--temperature", type=A.nonnegative_float, default=1.0, help="scale of the prior noise")
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
-    p.add_argument("--seed", type=A.nonnegative_int, default=0, help="seed of the prior noise")
+    p.add_argument("--seed", type=A.seed, default=0, help="seed of the prior noise")
     p.add_argument("--device", type=A.device, default="cpu", help="torch device: cpu, cuda or cuda:N")
     p.add_argument("--out", default=None,
                    help="output prefix: writes PREFIX.png and PREFIX.npz (default: <run dir>/samples)")
@@ -238,6 +257,11 @@ def run_sample(args):
         if checkpoint_kind(path) == "diffusion":
             return run_diffusion(args, path)
         check_hvae_sample(args)
+        if args.out is not None and not args.out.strip():
+            raise ValueError("--out: expected an output prefix such as samples/run1, got an empty string")
+        if args.steps is not None and sum(args.steps) > MAX_SAMPLE_STEPS:
+            raise ValueError(f"--steps: {sum(args.steps)} top-down steps in all; expected at most "
+                             f"{MAX_SAMPLE_STEPS:,} (trained models use tens)")
         prefix = args.out or os.path.join(os.path.dirname(os.path.abspath(path)), "samples")
         A.check_out_dir(os.path.dirname(os.path.abspath(prefix)), "--out")
         solver = solvers.SCHEMES[args.solver]() if args.solver else None
@@ -246,6 +270,12 @@ def run_sample(args):
         if steps is not None and len(steps) == 1 and len(model.config.dec_blocks) > 1:
             steps = spread_steps(steps[0], model.config.dec_blocks)
         model.schedule(steps)  # checks the counts before any work
+        from ..bench.memory import check_bytes, hvae_bytes
+
+        c = model.config
+        check_bytes(hvae_bytes(c, args.n, steps=steps),
+                    f"sample: {args.n} samples of a {c.image_size}×{c.image_size} model of width {c.width}",
+                    "lower --n (and run several seeds)", device=args.device)
         g = torch.Generator(device=args.device).manual_seed(args.seed)
         images, info = model.sample(args.n, steps=steps, generator=g, temperature=args.temperature,
                                     record=True)
@@ -258,8 +288,17 @@ def run_sample(args):
              norms=info["norms"].cpu().numpy(), levels=model.config.levels)
     image_grid(images.cpu(), model.config.levels, prefix + ".png")
     atomic_write(prefix + ".npz", buf.getvalue())
-    frac = float(info["nonfinite"].float().mean())
+    bad = int(info["nonfinite"].sum())
+    frac = bad / args.n
     shown = "as trained" if steps is None else ",".join(str(m) for m in steps)
+    if bad == args.n:  # ran, but nothing usable came out: exit 3, one line
+        print(f"mrdiffusion sample: every one of the {args.n} samples is non-finite (NaN or infinite state: "
+              f"non-finite weights, or a --temperature too large); wrote {prefix}.png and {prefix}.npz anyway "
+              f"(exit 3)", file=sys.stderr)
+        return 3
+    if bad:
+        print(f"mrdiffusion sample: {bad} of {args.n} samples are non-finite (flagged in 'nonfinite' of "
+              f"{prefix}.npz)", file=sys.stderr)
     print(f"wrote {prefix}.png and {prefix}.npz ({args.n} samples, steps {shown}, "
           f"non-finite fraction {frac:.3f})")
     return 0

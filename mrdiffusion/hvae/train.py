@@ -40,7 +40,7 @@ import torch.distributed as dist
 
 from .._dist import Distributed
 from .._io import atomic_save, atomic_write
-from .checkpoint import FORMAT, check_compatible, load_checkpoint
+from .checkpoint import FORMAT, check_compatible, check_weights, load_checkpoint
 from .data import Dataset, check_images, fingerprint
 from .model import HVAE, HVAEConfig
 
@@ -235,6 +235,8 @@ def train(model_config: HVAEConfig, cfg: TrainConfig, data: Dataset, out_dir, *,
                             weight_decay=cfg.weight_decay)
     step, skipped, skipped_nonfinite, elapsed, cpu = 0, 0, 0, 0.0, 0.0
     if ckpt is not None:
+        for part, net in (("model", model), ("ema", ema)):
+            check_weights(net, ckpt[part], ckpt_path, part)
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])

@@ -101,8 +101,8 @@ class StiffPointMassProcess(LinearBandProcess):
 
     def __init__(self, levels, times, T, *, kappa=5.0, eps=0.01, beta=1.0, channels=1, ndim=2, base_shape=None,
                  z0=None):
-        if kappa <= 0 or eps <= 0:
-            raise ValueError(f"kappa, eps: expected positive numbers, got kappa={kappa}, eps={eps}")
+        if not (0 < kappa < math.inf and 0 < eps < math.inf):  # written so that NaN fails too
+            raise ValueError(f"kappa, eps: expected positive finite numbers, got kappa={kappa}, eps={eps}")
         super().__init__(levels, times, T, rates=0.0, noise_rate=beta, channels=channels, ndim=ndim,
                          base_shape=base_shape, z0=z0)
         self.kappa, self.eps, self.beta = float(kappa), float(eps), float(beta)

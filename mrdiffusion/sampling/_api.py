@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -28,17 +30,30 @@ DEFAULT_GRID = EDMRho(rho=7.0, sigma_min=0.002)
 
 @dataclass
 class SampleInfo:
-    """What :func:`sample` did: model evaluations actually made, steps, the time grid, solver and grid."""
+    """What :func:`sample` did: model evaluations actually made, steps, the time grid, solver and grid.
+
+    ``nonfinite`` is a bool tensor ``(batch,)``: the samples whose state or model output went non-finite
+    (NaN or infinite, or beyond ``1e20`` in magnitude) during the solve, as :class:`solvers.SolveInfo`'s
+    ``diverged``; their rows of the returned ``x_0`` are NaN. ``nonfinite_time`` holds the diffusion
+    time ``t`` at the end of the step where each was found (every step is checked; NaN for the samples
+    that stayed finite).
+    """
 
     nfe: int
     steps: int
     times: list
     solver: str
     grid: str
+    nonfinite: Optional[torch.Tensor] = None
+    nonfinite_time: Optional[torch.Tensor] = None
+
+    @property
+    def nonfinite_count(self) -> int:
+        return int(self.nonfinite.sum()) if self.nonfinite is not None else 0
 
 
 def sample(model, noising, x_T, *, nfe=10, solver=None, grid=None, seed=0, prediction="data", t_start=None,
-           t_end=0.0, sample_ids=None, brownian=None):
+           t_end=0.0, sample_ids=None, brownian=None, warn=True):
     """Sample from a diffusion model in at most ``nfe`` model evaluations.
 
     Args:
@@ -61,9 +76,13 @@ def sample(model, noising, x_T, *, nfe=10, solver=None, grid=None, seed=0, predi
             first order and returns ``α D`` exactly).
         brownian: override the noise: a callable ``(s, t) -> ΔW`` in the
             driver's time ``u = t_start - t`` (tests use it).
+        warn: one ``RuntimeWarning`` when some samples went non-finite
+            (``False``: report them in the info only).
 
     Returns:
-        ``(x_0, info)``, ``info`` a :class:`SampleInfo`.
+        ``(x_0, info)``, ``info`` a :class:`SampleInfo`. A sample whose state
+        or model output went non-finite is never returned as a finished
+        sample: its row of ``x_0`` is NaN and ``info.nonfinite`` flags it.
     """
     if not isinstance(x_T, torch.Tensor) or x_T.ndim < 1 or not x_T.is_floating_point():
         raise ValueError(f"x_T: expected a floating-point tensor (batch, *event), got "
@@ -96,5 +115,21 @@ def sample(model, noising, x_T, *, nfe=10, solver=None, grid=None, seed=0, predi
                                                                 x_T.device, sample_ids)
     prob.brownian = noise
     u = prob.u_grid
-    xs = solvers.sdeint(prob, x_T, [u[0], u[-1]], solver, tstops=u[1:-1], brownian=noise)
-    return xs[-1], SampleInfo(nfe=prob.nfe, steps=steps, times=list(times), solver=repr(solver), grid=repr(grid))
+    xs, solve = solvers.sdeint(prob, x_T, [u[0], u[-1]], solver, tstops=u[1:-1], brownian=noise,
+                               return_info=True, check_every=1)  # a few steps: check each, for the time
+    x0 = xs[-1]
+    bad = solve.diverged.to(x0.device)
+    if x0.ndim == 0:
+        bad = bad.reshape(())
+    if bool(bad.any()):  # frozen at the last finite state by the driver: not a sample, make it NaN
+        x0 = torch.where(bad.view((-1,) + (1,) * (x0.ndim - 1)) if x0.ndim else bad,
+                         torch.full_like(x0, float("nan")), x0)
+        if warn:
+            n_bad, n = int(bad.sum()), bad.numel()
+            first = float(torch.nanquantile(solve.diverged_time[solve.diverged], 0.0)) if n_bad else float("nan")
+            warnings.warn(f"mrdiffusion.sampling.sample: {n_bad} of {n} samples went non-finite (first at "
+                          f"t={t_start - first:g}; NaN model output or state); their rows are NaN, see "
+                          f"info.nonfinite", RuntimeWarning, stacklevel=2)
+    when = torch.where(solve.diverged, t_start - solve.diverged_time, solve.diverged_time)
+    return x0, SampleInfo(nfe=prob.nfe, steps=steps, times=list(times), solver=repr(solver), grid=repr(grid),
+                          nonfinite=solve.diverged.reshape(-1).cpu(), nonfinite_time=when)

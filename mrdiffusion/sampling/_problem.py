@@ -41,6 +41,12 @@ class DenoisingProblem(solvers.SDE):
         self.u_grid[0] = 0.0
         self._t = dict(zip(self.u_grid, times))
         self._index = {u: i for i, u in enumerate(self.u_grid)}
+        # a point off by round-off snaps to a grid node: within 1e-12, and within a quarter of the gaps on
+        # either side (near t = 0 the nodes of u = t_start - t can lie closer than 1e-12: fine grids to
+        # sigma_min ~ 1e-6 take steps of ~1e-12 there, and two nodes must not snap to one)
+        scale = 1e-12 * max(1.0, abs(self.u_grid[-1]))
+        gaps = [b - a for a, b in zip(self.u_grid, self.u_grid[1:])]
+        self._tol = [min([scale] + [0.25 * g for g in gaps[max(0, i - 1): i + 1]]) for i in range(len(self.u_grid))]
         self.noise_type = "additive" if stochastic else None
         self.like = like
         self.nfe = 0
@@ -59,17 +65,15 @@ class DenoisingProblem(solvers.SDE):
         if t is not None:
             return t
         i = bisect.bisect_left(self.u_grid, u)
-        tol = 1e-12 * max(1.0, abs(self.u_grid[-1]))
         for j in (i - 1, i):
-            if 0 <= j < len(self.u_grid) and abs(self.u_grid[j] - u) <= tol:
+            if 0 <= j < len(self.u_grid) and abs(self.u_grid[j] - u) <= self._tol[j]:
                 return self._t[self.u_grid[j]]
         return self.t_start - u
 
     def _key(self, u):
         i = bisect.bisect_left(self.u_grid, u)
-        tol = 1e-12 * max(1.0, abs(self.u_grid[-1]))
         for j in (i - 1, i):
-            if 0 <= j < len(self.u_grid) and abs(self.u_grid[j] - u) <= tol:
+            if 0 <= j < len(self.u_grid) and abs(self.u_grid[j] - u) <= self._tol[j]:
                 return self.u_grid[j]
         return u
 
