@@ -129,8 +129,9 @@ CASES = {
     # train
     "train --resume no ema": (["train", "--out", "{w}/noema", "--resume", *TINY_TRAIN],
                               "{w}/noema/checkpoint.pt has no 'ema' entry"),
+    # refused by the data loader's bound on grey levels, before the memory estimate would be reached
     "train --levels 10^12": (["train", "--out", "{w}/new", "--data", "{w}/data/good.npz", "--levels", str(10**12)],
-                             "memory: train: "),
+                             "--levels: expected 2..65536 grey levels"),
     "train --width 10^8": (["train", "--out", "{w}/new", *TINY_TRAIN, "--width", str(10**8)], "memory: train: "),
     "train --out ''": (["train", "--out", "", *TINY_TRAIN], "--out: expected a folder path"),
 }
@@ -228,7 +229,7 @@ def test_sampler_flags_nan_rows_of_x_T_and_keeps_the_rest():
 
 
 class _NaNDrift(solvers.SDE):
-    noise = "diagonal"
+    noise_type = "diagonal"
 
     def drift(self, t, x):
         return torch.full_like(x, float("nan"))
@@ -252,7 +253,7 @@ def test_sdeint_nan_drift_is_frozen_flagged_and_warned():
 
 
 class _OU(solvers.SDE):
-    noise = "diagonal"
+    noise_type = "diagonal"
 
     def drift(self, t, x):
         return -x
