@@ -35,8 +35,8 @@ class SampleInfo:
     ``nonfinite`` is a bool tensor ``(batch,)``: the samples whose state or model output went non-finite
     (NaN or infinite, or beyond ``1e20`` in magnitude) during the solve, as :class:`solvers.SolveInfo`'s
     ``diverged``; their rows of the returned ``x_0`` are NaN. ``nonfinite_time`` holds the diffusion
-    time ``t`` at the end of the step where each was found (every step is checked; NaN for the samples
-    that stayed finite).
+    time ``t`` at which each was found (the driver checks every 16 steps and at the end, so this is the first
+    check at or after the step where it happened; NaN for the samples that stayed finite).
     """
 
     nfe: int
@@ -115,8 +115,11 @@ def sample(model, noising, x_T, *, nfe=10, solver=None, grid=None, seed=0, predi
                                                                 x_T.device, sample_ids)
     prob.brownian = noise
     u = prob.u_grid
+    # the driver's divergence check every 16 steps and at the end: one read of the device per check, none per
+    # step (a GPU solve does not wait on the host); a sample that went non-finite is flagged at the first check
+    # after it did, which is the time reported
     xs, solve = solvers.sdeint(prob, x_T, [u[0], u[-1]], solver, tstops=u[1:-1], brownian=noise,
-                               return_info=True, check_every=1)  # a few steps: check each, for the time
+                               return_info=True)
     x0 = xs[-1]
     bad = solve.diverged.to(x0.device)
     if x0.ndim == 0:
