@@ -20,8 +20,8 @@ exact model of the process it assumes (:mod:`benchmarks._diffusers`). Contenders
   ``DEISMultistep`` 2/3 (DDPM linear-β VP, ``linspace`` or Karras σ), ``EDMDPMSolverMultistep`` 2M/3M;
 - k-diffusion 0.1.1.post1 (optional): its deterministic samplers on its Karras and exponential grids.
 
-Metrics (each minus the same metric for the exact data draws, the floor; 95 % bootstrap intervals for the
-rows of the summary): sliced W2 to fresh exact samples, per-component mean and std errors after
+Metrics (each minus the same metric for the exact data draws, the floor; 95 % bootstrap intervals (30 resamples; 20
+with --quick) for the rows of the summary): sliced W2 to fresh exact samples, per-component mean and std errors after
 nearest-mean assignment, total variation of the component weights; and ``flow``, the RMS distance to the
 converged probability-flow solution from the same start (torchdiffeq dopri5, ``rtol = atol = 1e-10``, in
 ``log σ̂`` down to ``σ̂ = 1e-6``, on the first 2048 starts; no floor). Writes
@@ -330,7 +330,7 @@ def main(argv=None):
         print(f"diffusers skipped: {why_d}")
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
-    results = [run(n, samples, args.seed, nfes, kd, dm, reps=20 if args.quick else 50) for n in names]
+    results = [run(n, samples, args.seed, nfes, kd, dm, reps=20 if args.quick else 30) for n in names]
     md = "\n".join(summarize(r, nfes) for r in results) + "\n" + selection(results, nfes)
     meta = {"k_diffusion": None if kd is None else KD_VERSION, "k_diffusion_skipped": why,
             "diffusers": None if dm is None else dm.__version__, "diffusers_skipped": why_d,
