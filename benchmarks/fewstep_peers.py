@@ -64,7 +64,8 @@ PEER_FAMILIES = ("diffusers", "k-diffusion")
 
 
 def converged_flow(D, y_T, s0, rtol=1e-10):
-    """The probability-flow solution from ``y_T`` at ``σ̂ = s0``: ``dy/d log σ̂ = y - D(y, σ̂)`` to 1e-6, then D."""
+    """The probability-flow solution from ``y_T`` at ``σ̂ = s0``: ``dy/d log σ̂ = y - D(y, σ̂)`` to 1e-6, then
+    ``D`` there (the rest of the path is below the tolerance)."""
     import torchdiffeq
 
     def rhs(log_s, y):

@@ -31,12 +31,14 @@ class UniPC(SamplerScheme):
         x̃_t = \frac{σ_t}{σ_s} x_s - α_t (e^{ĥ} - 1) m_0 - α_t B(h) \sum_{k=1}^{p-1} ρ^p_k D_k
         \qquad\text{(UniP-p, order } p\text{)},
 
-    noise prediction (``m = ε``, ``ĥ = h``): ``x̃_t = (α_t/α_s) x_s - σ_t (e^{ĥ} - 1) m_0 - σ_t B(h) Σ ρ^p_k D_k``.
+    noise prediction (``m = ε``, ``ĥ = h``):
+    ``x̃_t = (α_t/α_s) x_s - σ_t (e^{ĥ} - 1) m_0 - σ_t B(h) Σ ρ^p_k D_k``.
     The corrector evaluates the model once at the *predicted* ``x̃_t`` and recomputes the step with that
     value as one more node (``r_p = 1``, ``D_p = m_t - m_0``):
 
     .. math::
-        x_t = \frac{σ_t}{σ_s} x_s - α_t (e^{ĥ} - 1) m_0 - α_t B(h)\Big(\sum_{k=1}^{p-1} ρ^c_k D_k + ρ^c_p D_p\Big)
+        x_t = \frac{σ_t}{σ_s} x_s - α_t (e^{ĥ} - 1) m_0
+              - α_t B(h)\Big(\sum_{k=1}^{p-1} ρ^c_k D_k + ρ^c_p D_p\Big)
         \qquad\text{(UniC-p, order } p + 1\text{)}.
 
     The weights solve ``R_p(r) ρ = b(h)``, ``R`` the Vandermonde matrix of the nodes
