@@ -21,7 +21,7 @@ class UniPC(SamplerScheme):
     r"""UniPC: a multistep predictor (UniP-p) and a corrector (UniC) that reuses the next model evaluation, ODE.
 
     Zhao, Bai, Rao, Zhou & Lu (2023), *UniPC: A Unified Predictor-Corrector Framework for Fast Sampling of
-    Diffusion Models*, NeurIPS, arXiv:2302.04867 (Algorithms 1–3, the ``B(h)`` variants of its §3.2).
+    Diffusion Models*, NeurIPS, arXiv:2302.04867 (UniP-p, UniC-p and the ``B(h)`` variants).
 
     Per coordinate, with ``h = λ_t - λ_s`` from the step's start ``s`` to its end ``t``, model outputs
     ``m_0 = m(x̃_s)`` at the current point and ``m_k`` at the ``p - 1`` previous points ``λ_{s_k}``,
