@@ -25,7 +25,7 @@ from ._model import PREDICTIONS, as_denoiser, from_data, to_data
 from ._noising import ScalarNoising, as_noising, sigma_hat, time_of_sigma_hat
 from ._problem import DenoisingProblem, StepNoise
 from ._schemes import (Ancestral, DPMSolverPP2M, DPMSolverPP2S, DPMSolverPP3S, EDMEuler, EDMHeun, ExponentialAdams,
-                       SamplerScheme, StepEnds)
+                       SamplerScheme, StepEnds, UniPC)
 
 SAMPLERS = {
     "ExponentialAdams": ExponentialAdams,
@@ -35,6 +35,7 @@ SAMPLERS = {
     "EDMEuler": EDMEuler,
     "EDMHeun": EDMHeun,
     "Ancestral": Ancestral,
+    "UniPC": UniPC,
 }
 """Name → class table for command-line tools."""
 
@@ -43,5 +44,5 @@ __all__ = ["sample", "SampleInfo", "DEFAULT_SOLVER", "DEFAULT_GRID", "Grid", "Un
            "PREDICTIONS", "to_data", "from_data", "as_denoiser", "ScalarNoising",
            "as_noising", "sigma_hat", "time_of_sigma_hat", "DenoisingProblem", "StepNoise", "SamplerScheme",
            "StepEnds", "ExponentialAdams", "DPMSolverPP2M", "DPMSolverPP2S", "DPMSolverPP3S", "EDMEuler", "EDMHeun",
-           "Ancestral",
+           "Ancestral", "UniPC",
            "SAMPLERS"]

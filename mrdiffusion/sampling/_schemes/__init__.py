@@ -8,6 +8,7 @@ from .dpmpp_3s import DPMSolverPP3S
 from .edm_euler import EDMEuler
 from .edm_heun import EDMHeun
 from .exponential_adams import ExponentialAdams
+from .unipc import UniPC
 
 __all__ = ["SamplerScheme", "StepEnds", "ExponentialAdams", "DPMSolverPP2M", "DPMSolverPP2S", "DPMSolverPP3S",
-           "EDMEuler", "EDMHeun", "Ancestral"]
+           "EDMEuler", "EDMHeun", "Ancestral", "UniPC"]
